@@ -1,0 +1,200 @@
+"""Task generators for recurrent networks.
+
+Every pulse task shares one interface so that one population can mix them and one set
+of probe inputs drives every member: ``n_channels`` input channels carrying sparse +-1
+pulses plus Gaussian noise, and ``n_channels`` output channels.
+"""
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "make_pulses",
+    "make_flipflop",
+    "make_integration",
+    "make_leaky_integration",
+    "make_delay",
+    "make_sine_generation",
+    "make_task",
+    "PULSE_TASKS",
+]
+
+
+def _check_sizes(n_samples, n_timesteps, n_channels):
+    for name, value in (("n_samples", n_samples), ("n_timesteps", n_timesteps),
+                        ("n_channels", n_channels)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def make_pulses(n_samples=256, n_timesteps=50, n_channels=3, *, pulse_prob=0.08, noise=0.05,
+                random_state=None):
+    """Sparse +-1 pulses with additive Gaussian noise: the shared input of the pulse tasks.
+
+    Parameters
+    ----------
+    n_samples : int, default=256
+        Number of sequences.
+    n_timesteps : int, default=50
+        Length of each sequence.
+    n_channels : int, default=3
+        Number of input channels.
+    pulse_prob : float, default=0.08
+        Probability that a channel carries a pulse at a given time step.
+    noise : float, default=0.05
+        Standard deviation of the Gaussian noise added to the inputs.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the generator.
+
+    Returns
+    -------
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels)
+        Noisy pulses, float32.
+    pulses : ndarray of shape (n_samples, n_timesteps, n_channels)
+        The clean pulses (values in {-1, 0, 1}), float32.
+    """
+    _check_sizes(n_samples, n_timesteps, n_channels)
+    if not 0.0 <= pulse_prob <= 1.0:
+        raise ValueError(f"pulse_prob must be in [0, 1], got {pulse_prob!r}.")
+    rng = check_random_state(random_state)
+    on = rng.random_sample((n_samples, n_timesteps, n_channels)) < pulse_prob
+    signs = rng.choice(np.array([-1.0, 1.0]), size=on.shape)
+    pulses = (on * signs).astype(np.float32)
+    inputs = pulses + noise * rng.standard_normal(pulses.shape).astype(np.float32)
+    return inputs.astype(np.float32), pulses
+
+
+def make_flipflop(n_samples=256, n_timesteps=50, n_channels=3, *, n_bits=None, pulse_prob=0.08,
+                  noise=0.05, random_state=None):
+    """n-bit flip-flop: each tracked output holds the sign of the last pulse on its channel.
+
+    Outputs start at 0 and switch to +-1 at the first pulse. With ``n_bits < n_channels``
+    only the first ``n_bits`` channels are tracked and the other outputs stay at zero, so
+    1-, 2- and 3-bit flip-flops share one interface.
+
+    Returns
+    -------
+    inputs, targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+    """
+    n_bits = n_channels if n_bits is None else n_bits
+    if not 0 <= n_bits <= n_channels:
+        raise ValueError(f"n_bits must be in [0, n_channels={n_channels}], got {n_bits!r}.")
+    inputs, pulses = make_pulses(n_samples, n_timesteps, n_channels, pulse_prob=pulse_prob,
+                                 noise=noise, random_state=random_state)
+    targets = np.zeros_like(pulses)
+    state = np.zeros((n_samples, n_channels), dtype=np.float32)
+    for t in range(n_timesteps):
+        state = np.where(pulses[:, t] != 0, pulses[:, t], state)
+        targets[:, t] = state
+    targets[:, :, n_bits:] = 0.0
+    return inputs, targets
+
+
+def make_leaky_integration(n_samples=256, n_timesteps=50, n_channels=3, *, leak=0.1, scale=0.5,
+                           pulse_prob=0.08, noise=0.05, random_state=None):
+    """Leaky running sum of the pulses: ``y_t = (1 - leak) * y_{t-1} + scale * pulse_t``.
+
+    ``leak=0`` is perfect integration; the leak rate is the continuous parameter of a
+    task family.
+
+    Returns
+    -------
+    inputs, targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+    """
+    if not 0.0 <= leak <= 1.0:
+        raise ValueError(f"leak must be in [0, 1], got {leak!r}.")
+    inputs, pulses = make_pulses(n_samples, n_timesteps, n_channels, pulse_prob=pulse_prob,
+                                 noise=noise, random_state=random_state)
+    targets = np.zeros_like(pulses)
+    state = np.zeros((n_samples, n_channels), dtype=np.float32)
+    for t in range(n_timesteps):
+        state = (1.0 - leak) * state + scale * pulses[:, t]
+        targets[:, t] = state
+    return inputs, targets
+
+
+def make_integration(n_samples=256, n_timesteps=50, n_channels=3, *, scale=0.5, pulse_prob=0.08,
+                     noise=0.05, random_state=None):
+    """Running sum of the pulses on each channel, times ``scale`` (perfect integration).
+
+    Returns
+    -------
+    inputs, targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+    """
+    return make_leaky_integration(n_samples, n_timesteps, n_channels, leak=0.0, scale=scale,
+                                  pulse_prob=pulse_prob, noise=noise, random_state=random_state)
+
+
+def make_delay(n_samples=256, n_timesteps=50, n_channels=3, *, delay=4, pulse_prob=0.08,
+               noise=0.05, random_state=None):
+    """Delay line: each output echoes its channel's pulses ``delay`` steps later.
+
+    Returns
+    -------
+    inputs, targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+    """
+    if not isinstance(delay, (int, np.integer)) or not 0 <= delay < n_timesteps:
+        raise ValueError(f"delay must be an integer in [0, n_timesteps), got {delay!r}.")
+    inputs, pulses = make_pulses(n_samples, n_timesteps, n_channels, pulse_prob=pulse_prob,
+                                 noise=noise, random_state=random_state)
+    targets = np.zeros_like(pulses)
+    targets[:, delay:] = pulses[:, : n_timesteps - delay]
+    return inputs, targets
+
+
+def make_sine_generation(n_samples=256, n_timesteps=50, *, frequencies=(0.02, 0.08), dt=1.0,
+                         random_state=None):
+    """Sine-wave generation with the frequency given as a static input.
+
+    The input is a single channel holding the frequency ``f`` (cycles per time step) for
+    the whole sequence; the target is ``sin(2 pi f t dt)``.
+
+    Parameters
+    ----------
+    frequencies : tuple of two floats or array-like, default=(0.02, 0.08)
+        A ``(low, high)`` pair draws each sequence's frequency uniformly in that range; any
+        other array-like is a list of frequencies to sample from.
+
+    Returns
+    -------
+    inputs : ndarray of shape (n_samples, n_timesteps, 1)
+    targets : ndarray of shape (n_samples, n_timesteps, 1)
+    """
+    _check_sizes(n_samples, n_timesteps, 1)
+    rng = check_random_state(random_state)
+    freqs = np.asarray(frequencies, dtype=float).ravel()
+    if freqs.size == 0 or not np.all(np.isfinite(freqs)) or np.any(freqs < 0):
+        raise ValueError(f"frequencies must be non-negative finite numbers, got {frequencies!r}.")
+    if isinstance(frequencies, tuple) and freqs.size == 2:
+        f = rng.uniform(freqs[0], freqs[1], size=n_samples)
+    else:
+        f = rng.choice(freqs, size=n_samples)
+    t = np.arange(1, n_timesteps + 1) * dt
+    inputs = np.repeat(f[:, None, None], n_timesteps, axis=1).astype(np.float32)
+    targets = np.sin(2 * np.pi * f[:, None] * t[None, :])[:, :, None].astype(np.float32)
+    return inputs, targets
+
+
+PULSE_TASKS = {
+    "flipflop": make_flipflop,
+    "integration": make_integration,
+    "delay": make_delay,
+    "leaky_integration": make_leaky_integration,
+}
+
+
+def make_task(task, n_samples=256, n_timesteps=50, n_channels=3, *, random_state=None,
+              **task_params):
+    """Generate ``(inputs, targets)`` for a pulse task by name.
+
+    Parameters
+    ----------
+    task : {'flipflop', 'integration', 'delay', 'leaky_integration'}
+        Task name.
+    **task_params
+        Passed to the task's generator (for example ``n_bits`` or ``leak``).
+    """
+    if task not in PULSE_TASKS:
+        raise ValueError(f"Unknown task {task!r}; choose one of {sorted(PULSE_TASKS)}.")
+    return PULSE_TASKS[task](n_samples, n_timesteps, n_channels, random_state=random_state,
+                             **task_params)

@@ -1,0 +1,291 @@
+"""Seeded, cached populations of small recurrent networks trained on the CPU."""
+
+import hashlib
+import json
+import os
+import warnings
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from sklearn.utils import Bunch, check_random_state
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from ._tasks import make_task
+
+__all__ = ["RecurrentNetwork", "get_data_home", "train_recurrent_network", "make_rnn_population",
+           "permute_hidden_units"]
+
+_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class RecurrentNetwork(nn.Module):
+    """A one-layer recurrent network with a linear readout at every time step.
+
+    Parameters
+    ----------
+    n_inputs, n_outputs : int
+        Input and output widths.
+    hidden_size : int, default=32
+        Number of recurrent units.
+    cell : {'rnn', 'gru', 'lstm'}, default='gru'
+        Recurrent cell (``'rnn'`` is a tanh RNN).
+    """
+
+    def __init__(self, n_inputs, n_outputs, hidden_size=32, cell="gru"):
+        super().__init__()
+        if cell not in _CELLS:
+            raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}.")
+        self.cell = cell
+        self.rnn = _CELLS[cell](n_inputs, hidden_size, batch_first=True)
+        self.readout = nn.Linear(hidden_size, n_outputs)
+
+    def forward(self, x):
+        """Map inputs ``(batch, time, n_inputs)`` to outputs ``(batch, time, n_outputs)``."""
+        return self.readout(self.rnn(x)[0])
+
+
+def get_data_home(data_home=None):
+    """Folder where skdynamo caches trained populations.
+
+    ``data_home`` wins, then the ``SKDYNAMO_DATA`` environment variable, then
+    ``~/skdynamo_data``. The folder is created if needed.
+    """
+    path = Path(data_home or os.environ.get("SKDYNAMO_DATA", "~/skdynamo_data")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _r2(pred, target):
+    target = np.asarray(target, dtype=np.float64)
+    ss_res = np.sum((np.asarray(pred, dtype=np.float64) - target) ** 2)
+    ss_tot = np.sum((target - target.reshape(-1, target.shape[-1]).mean(0)) ** 2)
+    return float(1.0 - ss_res / max(ss_tot, 1e-12))
+
+
+def train_recurrent_network(task, cell="gru", hidden_size=32, *, n_steps=1000, batch_size=64,
+                            n_timesteps=50, n_channels=3, lr=1e-2, task_params=None,
+                            random_state=0):
+    """Train one :class:`RecurrentNetwork` on a pulse task with fresh data every step.
+
+    Returns
+    -------
+    model : RecurrentNetwork
+        The trained network, in eval mode.
+    score : float
+        R^2 of its outputs on 512 held-out sequences.
+    """
+    task_params = dict(task_params or {})
+    rng = check_random_state(random_state)
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = RecurrentNetwork(n_channels, n_channels, hidden_size, cell)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_steps)
+        for _ in range(n_steps):
+            x, y = make_task(task, batch_size, n_timesteps, n_channels, random_state=rng,
+                             **task_params)
+            loss = nn.functional.mse_loss(model(torch.from_numpy(x)), torch.from_numpy(y))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+    model.eval()
+    x, y = make_task(task, 512, n_timesteps, n_channels, random_state=seed % 9973 + 1,
+                     **task_params)
+    with torch.no_grad():
+        score = _r2(model(torch.from_numpy(x)).numpy(), y)
+    return model, score
+
+
+def _train_member(spec, n_steps, n_timesteps, n_channels, min_score, max_retries):
+    # One torch thread per worker: two workers each using both cores run many times slower.
+    with threadpool_limits(1):
+        n_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for attempt in range(max_retries + 1):
+                model, score = train_recurrent_network(
+                    spec["task"], spec["cell"], spec["hidden_size"], n_steps=n_steps,
+                    n_timesteps=n_timesteps, n_channels=n_channels,
+                    task_params=spec["task_params"],
+                    random_state=spec["seed"] * 7919 + attempt * 104729 + 17)
+                if score >= min_score:
+                    break
+        finally:
+            torch.set_num_threads(n_threads)
+    return model.state_dict(), score, attempt
+
+
+def _spec_key(config):
+    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn", "gru", "lstm"),
+                        hidden_sizes=(32,), n_seeds=3, *, seed_offset=0, task_params=None,
+                        n_steps=1000, n_timesteps=50, n_channels=3, n_probes=256,
+                        min_score=0.9, max_retries=2, data_home=None, download_if_missing=True,
+                        n_jobs=None, verbose=False, random_state=0):
+    """Train (or load from the cache) a seeded population of recurrent networks.
+
+    Every member reads the same pulse interface (``n_channels`` noisy +-1 pulse channels)
+    and writes ``n_channels`` outputs, so one set of probe inputs drives them all. The
+    population is the full grid ``tasks x cells x hidden_sizes x seeds``.
+
+    A member whose held-out R^2 stays below ``min_score`` is retrained from a new seed up to
+    ``max_retries`` times; if it still fails it is kept but reported by a warning and by
+    ``learned=False`` in the result, never silently.
+
+    Parameters
+    ----------
+    tasks : sequence of str, default=('flipflop', 'integration', 'delay')
+        Names of pulse tasks (see :func:`make_task`).
+    cells : sequence of {'rnn', 'gru', 'lstm'}, default=('rnn', 'gru', 'lstm')
+        Cell types.
+    hidden_sizes : sequence of int, default=(32,)
+        Hidden widths.
+    n_seeds : int, default=3
+        Seeds per (task, cell, width).
+    seed_offset : int, default=0
+        First seed; use it to draw held-out members (``seed_offset=100``).
+    task_params : dict of {str: dict}, default=None
+        Extra generator parameters per task, e.g. ``{"delay": {"delay": 6}}``.
+    n_steps : int, default=1000
+        Adam steps per member (batch of 64 fresh sequences each).
+    n_timesteps : int, default=50
+        Sequence length for training and probes.
+    n_channels : int, default=3
+        Width of the shared interface.
+    n_probes : int, default=256
+        Number of probe sequences returned (a mix of every task's inputs).
+    min_score : float, default=0.9
+        Held-out R^2 a member must reach to count as learned.
+    max_retries : int, default=2
+        Retraining attempts for a member below ``min_score``.
+    data_home : str or path-like, default=None
+        Cache folder (see :func:`get_data_home`).
+    download_if_missing : bool, default=True
+        Train members missing from the cache; if False, raise ``OSError`` instead.
+    n_jobs : int, default=None
+        Parallel training jobs (joblib, one torch thread each).
+    verbose : bool, default=False
+        Show a progress bar while training.
+    random_state : int, default=0
+        Seed of the probe inputs.
+
+    Returns
+    -------
+    population : :class:`~sklearn.utils.Bunch`
+        ``models`` (list of :class:`RecurrentNetwork`), ``task``, ``cell``, ``hidden_size``,
+        ``seed`` (arrays, one entry per model), ``score`` (held-out R^2 of each model on
+        its task), ``learned`` (bool array), ``probe_inputs`` (ndarray of shape
+        ``(n_probes, n_timesteps, n_channels)``) and ``DESCR``.
+    """
+    tasks, cells, hidden_sizes = list(tasks), list(cells), list(hidden_sizes)
+    if not tasks or not cells or not hidden_sizes or n_seeds < 1:
+        raise ValueError("tasks, cells and hidden_sizes must be non-empty and n_seeds >= 1.")
+    task_params = dict(task_params or {})
+    specs = [dict(task=t, cell=c, hidden_size=int(h), seed=int(s) + seed_offset,
+                  task_params=task_params.get(t, {}))
+             for t, c, h, s in product(tasks, cells, hidden_sizes, range(n_seeds))]
+    folder = get_data_home(data_home) / "rnn_population"
+    folder.mkdir(exist_ok=True)
+    common = dict(n_steps=n_steps, n_timesteps=n_timesteps, n_channels=n_channels,
+                  min_score=min_score, max_retries=max_retries, version=1)
+    paths = [folder / f"{_spec_key({**spec, **common})}.pt" for spec in specs]
+    todo = [i for i, p in enumerate(paths) if not p.exists()]
+    if todo and not download_if_missing:
+        raise OSError(f"{len(todo)} members are not cached in {folder} and "
+                      "download_if_missing=False.")
+    if todo:
+        jobs = (delayed(_train_member)(specs[i], n_steps, n_timesteps, n_channels, min_score,
+                                       max_retries) for i in todo)
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+        if verbose:
+            from tqdm.auto import tqdm
+            results = tqdm(results, total=len(todo), desc="Training population", unit="model")
+        for i, (state, score, attempts) in zip(todo, results):
+            record = {"state_dict": state, "score": float(score), "attempts": int(attempts),
+                      "spec": json.dumps(specs[i])}
+            tmp = paths[i].with_suffix(".tmp")
+            torch.save(record, tmp)
+            os.replace(tmp, paths[i])
+    models, scores = [], []
+    for spec, path in zip(specs, paths):
+        # weights_only: a cache file can never run code on load.
+        record = torch.load(path, weights_only=True)
+        model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
+        model.load_state_dict(record["state_dict"])
+        models.append(model.eval())
+        scores.append(record["score"])
+    scores = np.array(scores)
+    learned = scores >= min_score
+    if not learned.all():
+        bad = [f"#{i} ({specs[i]['task']}/{specs[i]['cell']}/seed {specs[i]['seed']}: "
+               f"R2={scores[i]:.3f})" for i in np.flatnonzero(~learned)]
+        warnings.warn(f"{len(bad)} members did not reach min_score={min_score} after "
+                      f"{max_retries} retries: {', '.join(bad)}. They are kept and flagged "
+                      "in population.learned.", UserWarning, stacklevel=2)
+    rng = check_random_state(random_state)
+    per_task = [make_task(t, n_probes // len(tasks) + 1, n_timesteps, n_channels,
+                          random_state=rng, **task_params.get(t, {}))[0] for t in tasks]
+    probes = np.concatenate(per_task)[rng.permutation(sum(len(p) for p in per_task))[:n_probes]]
+    return Bunch(
+        models=models,
+        task=np.array([s["task"] for s in specs]),
+        cell=np.array([s["cell"] for s in specs]),
+        hidden_size=np.array([s["hidden_size"] for s in specs]),
+        seed=np.array([s["seed"] for s in specs]),
+        score=scores,
+        learned=learned,
+        probe_inputs=probes.astype(np.float32),
+        DESCR=(f"{len(models)} recurrent networks: tasks={tasks}, cells={cells}, "
+               f"hidden_sizes={hidden_sizes}, seeds={seed_offset}..{seed_offset + n_seeds - 1}, "
+               f"{n_channels}-channel pulse interface, {n_timesteps} steps."),
+    )
+
+
+def permute_hidden_units(model, *, flip_signs=None, random_state=None):
+    """A functionally identical copy of a :class:`RecurrentNetwork` with its units permuted.
+
+    The hidden units are shuffled (for every gate of GRU/LSTM cells alike) and the readout
+    is permuted to match, so the copy computes exactly the same outputs while its weights
+    differ. For tanh RNNs (``cell='rnn'``) unit signs are flipped too (``h -> -h`` is a
+    symmetry of tanh but not of the sigmoid gates of GRU/LSTM).
+
+    Parameters
+    ----------
+    flip_signs : bool, default=None
+        Flip signs; ``None`` means "only for tanh RNNs". True for GRU/LSTM raises.
+    """
+    if not isinstance(model, RecurrentNetwork):
+        raise TypeError(f"permute_hidden_units expects a RecurrentNetwork, got "
+                        f"{type(model).__name__}.")
+    if flip_signs is None:
+        flip_signs = model.cell == "rnn"
+    if flip_signs and model.cell != "rnn":
+        raise ValueError("Sign flips are a symmetry of tanh RNNs only, not of "
+                         f"{model.cell!r} cells.")
+    rng = check_random_state(random_state)
+    h = model.rnn.hidden_size
+    perm = torch.as_tensor(rng.permutation(h))
+    sign = torch.as_tensor(rng.choice([-1.0, 1.0], size=h) if flip_signs else np.ones(h),
+                           dtype=torch.float32)
+    n_gates = {"rnn": 1, "gru": 3, "lstm": 4}[model.cell]
+    twin = RecurrentNetwork(model.rnn.input_size, model.readout.out_features, h, model.cell)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    gate_perm = torch.cat([perm + g * h for g in range(n_gates)])
+    gate_sign = sign.repeat(n_gates)
+    state["rnn.weight_ih_l0"] = state["rnn.weight_ih_l0"][gate_perm] * gate_sign[:, None]
+    state["rnn.weight_hh_l0"] = (state["rnn.weight_hh_l0"][gate_perm][:, perm]
+                                 * gate_sign[:, None] * sign[None, :])
+    for name in ("rnn.bias_ih_l0", "rnn.bias_hh_l0"):
+        state[name] = state[name][gate_perm] * gate_sign
+    state["readout.weight"] = state["readout.weight"][:, perm] * sign[None, :]
+    twin.load_state_dict(state)
+    return twin.eval()

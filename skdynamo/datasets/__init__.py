@@ -1,7 +1,8 @@
 """Task generators and seeded model populations (model zoos)."""
 
 from ._tasks import (PULSE_TASKS, make_delay, make_flipflop, make_integration,
-                     make_leaky_integration, make_pulses, make_sine_generation, make_task)
+                     make_leaky_integration, make_pulses,
+                     make_random_probes, make_sine_generation, make_task)
 from ._zoo import (RecurrentNetwork, get_data_home, make_rnn_population, permute_hidden_units,
                    train_recurrent_network)
 
@@ -14,6 +15,7 @@ __all__ = [
     "make_integration",
     "make_leaky_integration",
     "make_pulses",
+    "make_random_probes",
     "make_rnn_population",
     "make_sine_generation",
     "make_task",

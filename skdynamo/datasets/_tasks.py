@@ -16,6 +16,7 @@ __all__ = [
     "make_delay",
     "make_sine_generation",
     "make_task",
+    "make_random_probes",
     "PULSE_TASKS",
 ]
 
@@ -198,3 +199,26 @@ def make_task(task, n_samples=256, n_timesteps=50, n_channels=3, *, random_state
         raise ValueError(f"Unknown task {task!r}; choose one of {sorted(PULSE_TASKS)}.")
     return PULSE_TASKS[task](n_samples, n_timesteps, n_channels, random_state=random_state,
                              **task_params)
+
+
+def make_random_probes(n_samples=256, n_timesteps=50, n_features=3, *, random_state=None):
+    """Generic probe inputs for models whose task is unknown.
+
+    A mix that excites most recurrent networks: sparse pulses of random amplitude (in
+    [0.5, 1.5], either sign) on a noisy background, plus a per-sequence constant offset on
+    a quarter of the sequences (so static-input tasks are probed too). Task inputs give a
+    more meaningful map: pass them as ``probe_inputs`` whenever you have them.
+
+    Returns
+    -------
+    probes : ndarray of shape (n_samples, n_timesteps, n_features), float32
+    """
+    _check_sizes(n_samples, n_timesteps, n_features)
+    rng = check_random_state(random_state)
+    shape = (n_samples, n_timesteps, n_features)
+    pulses = (rng.random_sample(shape) < 0.08) * rng.uniform(0.5, 1.5, shape) \
+        * rng.choice([-1.0, 1.0], shape)
+    offsets = (rng.random_sample((n_samples, 1, 1)) < 0.25) * rng.uniform(-1, 1, (n_samples, 1,
+                                                                                  n_features))
+    probes = pulses + offsets + 0.1 * rng.standard_normal(shape)
+    return probes.astype(np.float32)

@@ -1,0 +1,413 @@
+"""DynamoEmbedder: the scikit-learn face of DYNAMO (sklearn logic only)."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
+from sklearn.cluster import KMeans
+from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import EarlyStopping, GradientNormClipping, LRScheduler
+from skorch.helper import predefined_split
+
+from ._codes import emulation_r2, fit_codes
+from ._net import DynamoNet, EpochProgressBar, ProbeDataset
+from ._recording import check_trajectories, input_width, record_population
+from ._targets import initial_embeddings, output_variance, pad_targets, reduce_hidden
+from .datasets._tasks import make_random_probes
+from .nn import DynamoModule, EmulatedNetwork
+from .utils.validation import check_models, check_probe_inputs
+
+__all__ = ["DynamoEmbedder"]
+
+_MAX_SEED = np.iinfo(np.int32).max
+
+
+def _resolve_device(device):
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Embed a population of trained networks by emulating their dynamics.
+
+    Each model is one sample. Every model is run on shared probe inputs; one meta-model,
+    conditioned on a learned low-dimensional embedding ``theta_n`` per model, is trained so
+    that at ``theta_n`` it reproduces model ``n``'s outputs and, through a per-model linear
+    map, its PCA-reduced hidden-state trajectories. The embeddings are the map of the
+    population: close points are models that compute alike, whatever their
+    parameterisation.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Dimension ``d`` of the model embedding.
+    probe_inputs : array-like of shape (n_probes, n_timesteps, n_features), default=None
+        Inputs every model is run on. Task inputs give the most meaningful map. ``None``
+        draws 256 seeded random probe sequences of 50 steps
+        (:func:`skdynamo.datasets.make_random_probes`), the width read off each model's
+        first layer; an error says what to pass when that width cannot be read.
+    recorder : 'auto' or callable, default='auto'
+        ``'auto'`` records every ``nn.RNN``/``nn.GRU``/``nn.LSTM`` submodule with forward
+        hooks (all layers of multi-layer RNNs; ``h_t`` of LSTMs). A callable
+        ``recorder(model, inputs) -> (hidden, outputs)`` overrides it.
+    hidden_size : int, default=64
+        Width of the meta-model's state.
+    cell : {'gru', 'lstm', 'rnn'}, default='gru'
+        Cell of the meta-model.
+    n_pcs : int, default=10
+        Principal components kept of each model's hidden states.
+    hidden_weight : float, default=1.0
+        Weight ``alpha`` of the hidden-state term of the loss.
+    embedding_l2 : float, default=1e-3
+        Weight ``lambda`` of the penalty on embedding norms.
+    output_loss : {'mse', 'kl'}, default='mse'
+        ``'kl'`` compares softmax outputs (classifiers).
+    max_epochs : int, default=80
+        Maximum training epochs (early stopping usually ends sooner).
+    lr : float, default=3e-3
+        Adam learning rate (reduced on plateaus).
+    batch_size : int, default=256
+        Sequences (model x probe pairs) per gradient step. Each step runs the same probes
+        through every model, so ``max(1, batch_size // n_models)`` probes are drawn.
+    validation_fraction : float, default=0.2
+        Fraction of probe sequences held out for early stopping and for
+        ``emulation_scores_``.
+    patience : int, default=15
+        Epochs without improvement of the held-out loss before stopping.
+    n_starts : int, default=3
+        Starting points refined per model in :meth:`transform`.
+    transform_max_iter : int, default=60
+        Optimisation steps per model in :meth:`transform`.
+    callbacks : list of skorch callbacks, default=None
+        Extra callbacks for the training loop (cloned at each fit).
+    device : str, default='cpu'
+        Torch device for the meta-model (``'cuda'``, ``'auto'``...). Base models are
+        recorded on their own device.
+    n_jobs : int, default=None
+        Models recorded in parallel (joblib threads).
+    random_state : int, RandomState instance or None, default=None
+        Seeds probes, the split, initialisation and batches. The global torch RNG is not
+        touched.
+    verbose : int, default=0
+        0 silent; 1 a progress bar over epochs; 2 also skorch's per-epoch table.
+
+    Attributes
+    ----------
+    embeddings_ : ndarray of shape (n_models, n_components)
+        Embedding of each training model.
+    meta_model_ : skdynamo.nn.ConditionedRNN
+        The trained meta-model.
+    maps_ : tuple of ndarrays
+        ``(weight (n_models, k, hidden_size), bias (n_models, k))``: the per-model maps.
+    history_ : skorch.History
+        Per-epoch training and validation losses.
+    emulation_scores_ : Bunch
+        ``output_r2`` and ``hidden_r2``, arrays of shape (n_models,), measured on the
+        held-out probe sequences.
+    probe_inputs_ : ndarray
+        The probe inputs used (drawn when ``probe_inputs=None``).
+    n_models_ : int
+        Number of training models.
+
+    See Also
+    --------
+    DynamoCluster : Cluster models by their embeddings.
+
+    Notes
+    -----
+    Embeddings start from a PCA of reparameterisation-invariant behaviour features
+    (outputs, and Gram matrices of PCA-reduced hidden states) and the per-model maps start
+    at zero, so functionally identical models receive identical updates and land on the
+    same point.
+
+    References
+    ----------
+    Cotler, Tai, Hernandez, Elias, Sussillo. "Analyzing Populations of Neural Networks via
+    Dynamical Model Embedding." arXiv:2302.14078 (2023).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdynamo import DynamoEmbedder
+    >>> from skdynamo.datasets import RecurrentNetwork
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> models = [RecurrentNetwork(3, 3, hidden_size=8, cell=c) for c in ("rnn", "gru", "lstm")]
+    >>> emb = DynamoEmbedder(n_components=2, hidden_size=16, max_epochs=2, random_state=0)
+    >>> emb.fit_transform(models).shape
+    (3, 2)
+    """
+
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "probe_inputs": ["array-like", None],
+        "recorder": [StrOptions({"auto"}), callable],
+        "hidden_size": [Interval(Integral, 1, None, closed="left")],
+        "cell": [StrOptions({"gru", "lstm", "rnn"})],
+        "n_pcs": [Interval(Integral, 1, None, closed="left")],
+        "hidden_weight": [Interval(Real, 0, None, closed="left")],
+        "embedding_l2": [Interval(Real, 0, None, closed="left")],
+        "output_loss": [StrOptions({"mse", "kl"})],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "n_starts": [Interval(Integral, 1, None, closed="left")],
+        "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
+        "callbacks": [list, None],
+        "device": [str, torch.device],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, n_components=2, *, probe_inputs=None, recorder="auto", hidden_size=64,
+                 cell="gru", n_pcs=10, hidden_weight=1.0, embedding_l2=1e-3,
+                 output_loss="mse", max_epochs=80, lr=3e-3, batch_size=256,
+                 validation_fraction=0.2, patience=15, n_starts=3, transform_max_iter=60,
+                 callbacks=None, device="cpu", n_jobs=None, random_state=None, verbose=0):
+        self.n_components = n_components
+        self.probe_inputs = probe_inputs
+        self.recorder = recorder
+        self.hidden_size = hidden_size
+        self.cell = cell
+        self.n_pcs = n_pcs
+        self.hidden_weight = hidden_weight
+        self.embedding_l2 = embedding_l2
+        self.output_loss = output_loss
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.n_starts = n_starts
+        self.transform_max_iter = transform_max_iter
+        self.callbacks = callbacks
+        self.device = device
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ helpers
+    def _resolve_probes(self, models, rng):
+        if self.probe_inputs is not None:
+            return check_probe_inputs(self.probe_inputs, models)
+        widths = {input_width(m) for m in models if isinstance(m, torch.nn.Module)}
+        if len(widths) != 1 or None in widths:
+            raise ValueError(
+                "probe_inputs=None needs every model's input width, read off its first "
+                f"layer; found {sorted(widths, key=str)}. Pass probe_inputs=, an array of "
+                "shape (n_probes, n_timesteps, n_features), ideally the task's own inputs.")
+        probes = make_random_probes(256, 50, widths.pop(), random_state=rng)
+        return check_probe_inputs(probes, models)
+
+    def _record_targets(self, models, probes, train_idx, offset=0, output_shape=None):
+        """Record models and turn them into padded targets (numpy)."""
+        trajectories = record_population(models, probes, recorder=self.recorder,
+                                         n_jobs=self.n_jobs)
+        shape = check_trajectories(trajectories, len(probes), probes.shape[1], offset=offset)
+        if output_shape is not None and tuple(shape) != tuple(output_shape):
+            raise ValueError(f"Models have outputs of shape {tuple(shape)} per probe, but the "
+                             f"embedder was fitted on outputs of shape {tuple(output_shape)}.")
+        reduced = [reduce_hidden(t.hidden, train_idx, self.n_pcs) for t in trajectories]
+        scales = np.array([output_variance(t.outputs, train_idx) for t in trajectories])
+        outputs = np.stack([t.outputs for t in trajectories])
+        return outputs, reduced, scales, tuple(shape)
+
+    def _torch(self, a):
+        return torch.as_tensor(a, dtype=torch.float32, device=self._device)
+
+    def _callbacks(self):
+        cbs = [
+            ("grad_clip", GradientNormClipping(gradient_clip_value=1.0)),
+            ("lr_plateau", LRScheduler(policy="ReduceLROnPlateau", monitor="valid_loss",
+                                       patience=max(1, self.patience // 3), factor=0.5)),
+            ("early_stopping", EarlyStopping(monitor="valid_loss", patience=self.patience,
+                                             threshold=1e-4, load_best=True)),
+        ]
+        if self.verbose:
+            cbs.append(("epoch_progress", EpochProgressBar()))
+        for i, cb in enumerate(self.callbacks or []):
+            name, cb = cb if isinstance(cb, tuple) else (f"user_{i}", cb)
+            cbs.append((name, clone(cb)))
+        return cbs
+
+    # ------------------------------------------------------------------ API
+    def fit(self, X, y=None):
+        """Record the models, train the meta-model and learn one embedding per model.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The population; each model is one sample.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : DynamoEmbedder
+        """
+        self._validate_params()
+        models = check_models(X)
+        rng = check_random_state(self.random_state)
+        device = _resolve_device(self.device)
+        probes = self._resolve_probes(models, rng)
+        n_probes = len(probes)
+        perm = rng.permutation(n_probes)
+        n_valid = min(n_probes - 1, max(1, int(round(self.validation_fraction * n_probes))))
+        valid_idx, train_idx = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
+        outputs, reduced, scales, out_shape = self._record_targets(models, probes, train_idx)
+        n_targets = max(r.shape[-1] for r in reduced)
+        hidden, mask = pad_targets(reduced, n_targets)
+        init = initial_embeddings(outputs, reduced, scales, train_idx, self.n_components, rng)
+        n_models = len(models)
+        last_only = len(out_shape) == 1
+        seed = int(rng.randint(_MAX_SEED))
+
+        train_ds = ProbeDataset(probes[train_idx], outputs[:, train_idx], hidden[:, train_idx])
+        valid_ds = ProbeDataset(probes[valid_idx], outputs[:, valid_idx], hidden[:, valid_idx])
+        probes_per_batch = max(1, min(len(train_idx), self.batch_size // n_models))
+        devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            net = DynamoNet(
+                DynamoModule,
+                module__n_inputs=probes.shape[-1], module__n_outputs=out_shape[-1],
+                module__n_components=self.n_components, module__n_models=n_models,
+                module__n_targets=n_targets, module__init_embeddings=init,
+                module__target_mask=mask, module__output_scale=scales.astype(np.float32),
+                module__hidden_size=self.hidden_size, module__cell=self.cell,
+                criterion=torch.nn.MSELoss,  # unused: DynamoNet.get_loss computes the loss
+                optimizer=torch.optim.Adam, lr=self.lr, max_epochs=self.max_epochs,
+                batch_size=probes_per_batch, train_split=predefined_split(valid_ds),
+                iterator_train__shuffle=True,
+                iterator_train__generator=torch.Generator().manual_seed(seed),
+                callbacks=self._callbacks(), device=device, verbose=int(self.verbose >= 2),
+                hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
+                output_loss=self.output_loss, last_only=last_only,
+            )
+            net.fit(train_ds, None)
+        module = net.module_.eval()
+        meta = module.meta
+        for p in meta.parameters():
+            p.requires_grad_(False)
+        theta = module.embeddings.detach()
+        maps = (module.map_weight.detach(), module.map_bias.detach())
+        valid = (self._torch_on(probes[valid_idx], device),
+                 self._torch_on(outputs[:, valid_idx], device),
+                 self._torch_on(hidden[:, valid_idx], device))
+        out_r2, hid_r2 = emulation_r2(meta, theta, None, valid, maps=maps, last_only=last_only)
+
+        # Everything above used locals: a failure leaves a previous fit untouched.
+        self._device = device
+        self.probe_inputs_ = probes
+        self._train_idx, self._valid_idx = train_idx, valid_idx
+        self._output_shape, self._last_only = out_shape, last_only
+        self.n_models_ = n_models
+        self.meta_model_ = meta
+        self.embeddings_ = theta.cpu().numpy().astype(np.float64)
+        self.maps_ = tuple(m.cpu().numpy() for m in maps)
+        self.history_ = net.history
+        self.emulation_scores_ = Bunch(output_r2=out_r2, hidden_r2=hid_r2)
+        self._n_features_out = self.n_components
+        return self
+
+    @staticmethod
+    def _torch_on(a, device):
+        return torch.as_tensor(a, dtype=torch.float32, device=device)
+
+    def fit_transform(self, X, y=None):
+        """Fit and return the training embeddings (``embeddings_``).
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_models, n_components)
+        """
+        return self.fit(X, y).embeddings_.copy()
+
+    def _embed(self, X):
+        """Embed unseen models; returns (theta, output_r2, hidden_r2) on held-out probes."""
+        check_is_fitted(self)
+        models = check_models(X)
+        probes = check_probe_inputs(self.probe_inputs_, models)
+        outputs, reduced, scales, _ = self._record_targets(
+            models, probes, self._train_idx, output_shape=self._output_shape)
+        hidden, _ = pad_targets(reduced, max(r.shape[-1] for r in reduced))
+        tr, va = self._train_idx, self._valid_idx
+        t = self._torch
+        candidates = self.embeddings_
+        if len(candidates) > 64:
+            candidates = KMeans(32, n_init=3, random_state=0).fit(candidates).cluster_centers_
+        # A fixed subset of training probes keeps the per-step cost independent of P.
+        sub = tr[np.linspace(0, len(tr) - 1, min(len(tr), 32)).astype(int)]
+        theta, _ = fit_codes(
+            self.meta_model_, t(probes[sub]), t(outputs[:, sub]), t(hidden[:, sub]),
+            t(scales), t(candidates), n_starts=self.n_starts, max_iter=self.transform_max_iter,
+            hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
+            kind=self.output_loss, last_only=self._last_only)
+        train = (t(probes[tr]), t(outputs[:, tr]), t(hidden[:, tr]))
+        valid = (t(probes[va]), t(outputs[:, va]), t(hidden[:, va]))
+        out_r2, hid_r2 = emulation_r2(self.meta_model_, t(theta), train, valid,
+                                      last_only=self._last_only)
+        return theta.astype(np.float64), out_r2, hid_r2
+
+    def transform(self, X):
+        """Embed models with the meta-model frozen (several starts, batched over models).
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_models, n_components)
+        """
+        return self._embed(X)[0]
+
+    def score(self, X, y=None):
+        """Emulation quality of the given models, higher is better.
+
+        The models are embedded with :meth:`transform`; the score is the mean over models
+        of ``(output R^2 + hidden R^2) / 2`` on the held-out probe sequences.
+
+        Returns
+        -------
+        score : float
+        """
+        _, out_r2, hid_r2 = self._embed(X)
+        return float(np.mean((out_r2 + hid_r2) / 2))
+
+    def emulation_report(self, X):
+        """Embed ``X`` and return a Bunch with ``embeddings``, ``output_r2``, ``hidden_r2``."""
+        theta, out_r2, hid_r2 = self._embed(X)
+        return Bunch(embeddings=theta, output_r2=out_r2, hidden_r2=hid_r2)
+
+    def model_at(self, z):
+        """The meta-model frozen at embedding ``z``: an operable ``torch.nn.Module``.
+
+        Parameters
+        ----------
+        z : array-like of shape (n_components,)
+
+        Returns
+        -------
+        skdynamo.nn.EmulatedNetwork
+            Maps inputs (batch, time, n_features) to outputs; also exposes
+            ``trajectories`` and ``recurrent_step`` for dynamics analysis.
+        """
+        check_is_fitted(self)
+        z = np.asarray(z, dtype=np.float32).reshape(-1)
+        if z.shape[0] != self.n_components or not np.all(np.isfinite(z)):
+            raise ValueError(f"z must be a finite vector of length n_components="
+                             f"{self.n_components}; got shape {z.shape}.")
+        return EmulatedNetwork(self.meta_model_, z).eval()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # X is a sequence of models, not a matrix
+        return tags

@@ -1,0 +1,61 @@
+"""Input validation shared by every skdynamo estimator."""
+
+import numpy as np
+from torch import nn
+
+from .._recording import Trajectories, input_width
+
+__all__ = ["check_models", "check_probe_inputs"]
+
+
+def check_models(X, *, name="X"):
+    """Validate a population: a non-empty sequence of ``nn.Module``/``Trajectories``.
+
+    Returns a list. A lone module is rejected explicitly (an ``nn.Sequential`` has a
+    length, and would otherwise be read as a population of its layers).
+    """
+    if isinstance(X, (nn.Module, Trajectories)):
+        raise TypeError(f"{name} must be a sequence of models (one sample per model), got a "
+                        f"single {type(X).__name__}; wrap it in a list: [{name}].")
+    if isinstance(X, (str, bytes, dict)) or not hasattr(X, "__len__"):
+        raise TypeError(f"{name} must be a list or tuple of torch.nn.Module or "
+                        f"skdynamo.Trajectories objects, got {type(X).__name__}.")
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        raise TypeError(f"{name} must be a sequence of models, got a numeric array of shape "
+                        f"{X.shape}: skdynamo embeds networks, not feature vectors.")
+    models = list(X)
+    if not models:
+        raise ValueError(f"{name} is empty: pass at least one model.")
+    for i, m in enumerate(models):
+        if not isinstance(m, (nn.Module, Trajectories)):
+            raise TypeError(f"{name}[{i}] is a {type(m).__name__}; every element must be a "
+                            "torch.nn.Module or a skdynamo.Trajectories.")
+    return models
+
+
+def check_probe_inputs(probe_inputs, models, *, rank=3):
+    """Validate probe inputs (an array ``(n_probes, n_timesteps, n_features)``) against the
+    input widths the models declare. Returns a float32 array."""
+    try:
+        probes = np.asarray(probe_inputs, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"probe_inputs must be a numeric array, got "
+                        f"{type(probe_inputs).__name__}.") from exc
+    if probes.ndim != rank:
+        raise ValueError(f"probe_inputs must have rank {rank} (n_probes, n_timesteps, "
+                         f"n_features) for recurrent models; got shape {probes.shape}.")
+    if probes.shape[0] < 2 or probes.shape[1] < 1 or probes.shape[2] < 1:
+        raise ValueError(f"probe_inputs needs at least 2 sequences of at least one step and "
+                         f"one feature; got shape {probes.shape}.")
+    if not np.all(np.isfinite(probes)):
+        raise ValueError("probe_inputs contains NaN or infinite values.")
+    for i, m in enumerate(models):
+        if isinstance(m, nn.Module):
+            width = input_width(m)
+            if width is not None and width != probes.shape[-1]:
+                raise ValueError(f"Model {i} ({type(m).__name__}) takes inputs of width "
+                                 f"{width}, but probe_inputs has {probes.shape[-1]} features.")
+        elif m.hidden.shape[0] != probes.shape[0]:
+            raise ValueError(f"Model {i} is a Trajectories recorded on {m.hidden.shape[0]} "
+                             f"probes, but probe_inputs has {probes.shape[0]}.")
+    return probes

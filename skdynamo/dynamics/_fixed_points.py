@@ -1,0 +1,512 @@
+"""Fixed points of recurrent systems (Sussillo & Barak 2013; Golub & Sussillo 2018).
+
+For a constant input ``x*`` a fixed point is a state ``h*`` with ``F(h*, x*) = h*``. Many
+initial states, sampled from the system's own trajectories plus noise, are moved to local
+minima of ``q(h) = 1/2 ||F(h, x*) - h||^2`` by damped Newton steps (Levenberg-Marquardt on
+the residual ``F(h) - h``, Jacobians by autograd, float64). A candidate counts as a fixed
+point only if the update returns to it within ``tol`` (``||F(h*) - h*|| <= tol``); the
+local minima that stay above ``tol`` are *slow points* and are reported apart. Each fixed
+point is classified from the eigenvalues of the Jacobian of the discrete-time map:
+stable when every ``|lambda| < 1``, unstable (with the number of modes ``|lambda| > 1``)
+otherwise.
+"""
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import Bunch, check_random_state
+
+from ._systems import as_system
+
+__all__ = ["FixedPoints", "find_fixed_points", "simulate_settled_states"]
+
+# Rows of the replicated batch used for one autograd Jacobian call (memory bound).
+_JACOBIAN_ROWS = 1 << 16
+_SLOW_DEDUP = 1e-2
+
+
+class FixedPoints:
+    """Fixed points and slow points of a recurrent system at one constant input.
+
+    Returned by :func:`find_fixed_points`. Arrays are float64 numpy arrays; states are in
+    the coordinates of the system's update (``[h, c]`` for LSTMs).
+
+    Attributes
+    ----------
+    points : ndarray of shape (n_fixed, state_size)
+        The fixed points (``||F(h) - h|| <= tol``), de-duplicated.
+    speeds : ndarray of shape (n_fixed,)
+        ``||F(h) - h||`` at each fixed point.
+    q : ndarray of shape (n_fixed,)
+        ``1/2 ||F(h) - h||^2``.
+    jacobians : ndarray of shape (n_fixed, state_size, state_size)
+        Jacobian ``dF/dh`` of the update at each fixed point.
+    eigenvalues : ndarray of shape (n_fixed, state_size), complex
+        Eigenvalues of each Jacobian, sorted by decreasing modulus.
+    n_unstable_modes : ndarray of shape (n_fixed,)
+        Number of eigenvalues with ``|lambda| > 1 + eig_tol``.
+    stability : ndarray of str of shape (n_fixed,)
+        ``'stable'`` (all ``|lambda| < 1 - eig_tol``), ``'unstable'`` (at least one
+        unstable mode; a saddle when some modes are stable too) or ``'marginal'``.
+    slow_points : ndarray of shape (n_slow, state_size)
+        Local minima of ``q`` that the update does not return to within ``tol`` but
+        moves less than ``slow_tol`` per step. Never counted as fixed points.
+    slow_speeds : ndarray of shape (n_slow,)
+    constant_input : ndarray of shape (n_inputs,)
+        The input ``x*`` held during the search.
+    tol, slow_tol, eig_tol : float
+        The thresholds used.
+    n_initial : int
+        Number of initial states optimised.
+    trajectories : ndarray of shape (n_sequences, n_timesteps, state_size) or None
+        A sample of the recorded trajectories the initial states were drawn from (for
+        plots).
+    system_name : str
+    """
+
+    def __init__(self, points, speeds, jacobians, slow_points, slow_speeds, constant_input,
+                 tol, slow_tol, eig_tol, n_initial, trajectories=None, system_name=""):
+        self.points = np.asarray(points, dtype=np.float64)
+        self.speeds = np.asarray(speeds, dtype=np.float64)
+        self.q = 0.5 * self.speeds ** 2
+        self.jacobians = np.asarray(jacobians, dtype=np.float64)
+        state_size = self.points.shape[1]
+        if len(self.points):
+            eig = np.linalg.eigvals(self.jacobians)
+            order = np.argsort(-np.abs(eig), axis=1)
+            self.eigenvalues = np.take_along_axis(eig, order, axis=1)
+        else:
+            self.eigenvalues = np.zeros((0, state_size), dtype=np.complex128)
+        modulus = np.abs(self.eigenvalues)
+        self.n_unstable_modes = (modulus > 1.0 + eig_tol).sum(axis=1)
+        stable = (modulus < 1.0 - eig_tol).all(axis=1)
+        self.stability = np.where(stable, "stable",
+                                  np.where(self.n_unstable_modes > 0, "unstable", "marginal"))
+        self.slow_points = np.asarray(slow_points, dtype=np.float64).reshape(-1, state_size)
+        self.slow_speeds = np.asarray(slow_speeds, dtype=np.float64)
+        self.constant_input = np.asarray(constant_input, dtype=np.float64)
+        self.tol, self.slow_tol, self.eig_tol = float(tol), float(slow_tol), float(eig_tol)
+        self.n_initial = int(n_initial)
+        self.trajectories = trajectories
+        self.system_name = system_name
+
+    @property
+    def n_fixed(self):
+        """Number of fixed points (all stabilities)."""
+        return len(self.points)
+
+    @property
+    def n_stable(self):
+        """Number of stable fixed points."""
+        return int(np.sum(self.stability == "stable"))
+
+    @property
+    def n_unstable(self):
+        """Number of unstable fixed points (saddles included)."""
+        return int(np.sum(self.stability == "unstable"))
+
+    @property
+    def n_marginal(self):
+        return int(np.sum(self.stability == "marginal"))
+
+    @property
+    def n_slow(self):
+        """Number of slow points (not fixed points)."""
+        return len(self.slow_points)
+
+    @property
+    def stable_points(self):
+        return self.points[self.stability == "stable"]
+
+    @property
+    def converged(self):
+        """True when at least one fixed point met the tolerance."""
+        return self.n_fixed > 0
+
+    def __len__(self):
+        return self.n_fixed
+
+    def summary(self):
+        """A multi-line, human-readable description."""
+        lines = [f"FixedPoints of {self.system_name or 'system'} at input "
+                 f"{np.array2string(self.constant_input, precision=3)}: "
+                 f"{self.n_fixed} fixed points ({self.n_stable} stable, {self.n_unstable} "
+                 f"unstable, {self.n_marginal} marginal), {self.n_slow} slow points; "
+                 f"tol={self.tol:g} on ||F(h)-h||, {self.n_initial} initial states."]
+        for i in np.argsort(self.n_unstable_modes, kind="stable"):
+            lam = np.abs(self.eigenvalues[i, 0]) if self.eigenvalues.shape[1] else np.nan
+            modes = self.n_unstable_modes[i]
+            kind = self.stability[i]
+            if kind == "unstable":
+                kind = f"unstable ({modes} unstable mode{'s' if modes != 1 else ''})"
+            lines.append(f"  #{i}: {kind:<28s} max|lambda|={lam:.4f}  "
+                         f"||F(h)-h||={self.speeds[i]:.1e}")
+        if self.n_slow:
+            lines.append(f"  slow points (not fixed): speeds "
+                         f"{np.array2string(np.sort(self.slow_speeds), precision=1)}")
+        if not self.converged:
+            lines.append("  WARNING: no state met the tolerance; only slow points were found.")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return (f"FixedPoints(n_fixed={self.n_fixed}, n_stable={self.n_stable}, "
+                f"n_unstable={self.n_unstable}, n_marginal={self.n_marginal}, "
+                f"n_slow={self.n_slow})")
+
+    def __str__(self):
+        return self.summary()
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _as_inputs(inputs, system):
+    if inputs is None:
+        return None
+    if isinstance(inputs, torch.Tensor):
+        inputs = inputs.detach().cpu().numpy()
+    arr = np.asarray(inputs, dtype=np.float64)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"inputs must be an array of shape (n_sequences, n_timesteps, "
+                         f"n_inputs); got shape {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("inputs contain non-finite values (NaN or inf).")
+    width = system.input_width
+    if width is not None and arr.shape[-1] != width:
+        raise ValueError(f"inputs have {arr.shape[-1]} features per step but {system.name} "
+                         f"takes {width}.")
+    return torch.from_numpy(arr)
+
+
+def _as_constant_input(constant_input, system):
+    n = system.n_inputs
+    if constant_input is None:
+        if n is None:
+            raise ValueError(f"The input width of {system.name} is unknown: pass "
+                             "constant_input= explicitly.")
+        return torch.zeros(n, dtype=torch.float64)
+    arr = np.asarray(constant_input, dtype=np.float64).reshape(-1)
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"constant_input has {arr.shape[0]} entries but {system.name} takes "
+                         f"{n} inputs per step.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("constant_input contains non-finite values.")
+    return torch.from_numpy(arr.copy())
+
+
+def _as_initial_states(initial_states, system):
+    arr = np.asarray(initial_states, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != system.state_size:
+        raise ValueError(f"initial_states must have shape (n, {system.state_size}) for "
+                         f"{system.name}; got {arr.shape}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("initial_states contain non-finite values (NaN or inf).")
+    return torch.from_numpy(arr.copy())
+
+
+def _sample_states(system, inputs, initial_states, n_initial, noise, rng):
+    """Initial states: given ones, or states of recorded trajectories plus noise."""
+    if initial_states is not None:
+        return _as_initial_states(initial_states, system), None
+    if inputs is None:
+        # Without data, a box around the origin (adequate for tanh/GRU states only).
+        h0 = rng.uniform(-1.0, 1.0, size=(n_initial, system.state_size))
+        return torch.from_numpy(h0), None
+    traj = system.record(inputs)
+    flat = traj.reshape(-1, traj.shape[-1])
+    finite = torch.isfinite(flat).all(dim=1)
+    if not finite.all():
+        raise ValueError(f"Running {system.name} on inputs produced non-finite states.")
+    idx = rng.randint(len(flat), size=n_initial)
+    h0 = flat[torch.from_numpy(idx)].clone()
+    if noise:
+        scale = float(flat.std(dim=0).pow(2).mean().sqrt())
+        if not scale > 1e-6:  # trajectories that never move: noise in absolute units
+            scale = 1.0
+        h0 += noise * scale * torch.from_numpy(rng.standard_normal(h0.shape))
+    keep = traj[: min(32, len(traj))].to(torch.float32).numpy()
+    return h0, keep
+
+
+# ----------------------------------------------------------------------------- numerics
+
+
+def jacobian(step, x, h):
+    """Jacobians ``dF/dh`` (batch, S, S) of a row-wise update by reverse-mode autograd.
+
+    The batch is replicated ``S`` times so that one backward pass gives every row of every
+    Jacobian (rows of the update never interact).
+    """
+    batch, size = h.shape
+    out = torch.empty(batch, size, size, dtype=h.dtype)
+    chunk = max(1, _JACOBIAN_ROWS // size)
+    for lo in range(0, batch, chunk):
+        hb, xb = h[lo:lo + chunk].detach(), x[lo:lo + chunk].detach()
+        b = hb.shape[0]
+        with torch.enable_grad():
+            hr = hb[None].expand(size, b, size).reshape(size * b, size).clone()
+            hr.requires_grad_(True)
+            xr = xb[None].expand(size, b, xb.shape[1]).reshape(size * b, -1)
+            f = step(xr, hr).reshape(size, b, size)
+            picked = f.diagonal(dim1=0, dim2=2)  # picked[b, k] = F_k(h_b) of copy k
+            (grad,) = torch.autograd.grad(picked.sum(), hr)
+        out[lo:lo + b] = grad.reshape(size, b, size).transpose(0, 1)
+    return out
+
+
+def _residual(step, x, h):
+    with torch.no_grad():
+        r = step(x, h) - h
+    speed = r.norm(dim=1)
+    speed = torch.where(torch.isfinite(speed), speed, torch.full_like(speed, np.inf))
+    return r, speed
+
+
+def _refine(step, x, h, tol, max_iter):
+    """Levenberg-Marquardt on ``F(h) - h`` for every row independently.
+
+    Converges quadratically to true fixed points and settles at local minima of ``q``
+    (slow points) otherwise. Returns the states and their speeds ``||F(h) - h||``.
+    """
+    h = h.clone()
+    n, size = h.shape
+    eye = torch.eye(size, dtype=h.dtype)
+    r, speed = _residual(step, x, h)
+    lam = torch.full((n,), 1e-3, dtype=h.dtype)
+    stalls = torch.zeros(n, dtype=torch.long)
+    active = (speed > tol) & torch.isfinite(speed)
+    for _ in range(max_iter):
+        idx = torch.nonzero(active).flatten()
+        if len(idx) == 0:
+            break
+        a = jacobian(step, x[idx], h[idx]) - eye
+        at = a.transpose(1, 2)
+        lhs = at @ a + lam[idx, None, None] * eye
+        rhs = -(at @ r[idx, :, None])
+        try:
+            delta = torch.linalg.solve(lhs, rhs)[..., 0]
+        except RuntimeError:  # singular despite damping: take a gradient step
+            delta = rhs[..., 0] / (lam[idx, None] + 1.0)
+        h_new = h[idx] + delta
+        r_new, s_new = _residual(step, x[idx], h_new)
+        better = s_new < speed[idx]
+        # a row stalls when steps keep failing or no longer improve (local minimum of q)
+        small = better & (s_new > speed[idx] * (1.0 - 1e-10))
+        acc = idx[better]
+        h[acc], r[acc], speed[acc] = h_new[better], r_new[better], s_new[better]
+        lam[idx] = torch.where(better, (lam[idx] / 5.0).clamp(min=1e-12), lam[idx] * 5.0)
+        stalls[idx] = torch.where(small | ~better, stalls[idx] + 1, torch.zeros_like(idx))
+        active[idx] = (speed[idx] > tol) & (lam[idx] < 1e10) & (stalls[idx] < 12)
+    return h, speed
+
+
+def _dedup(points, speeds, radius):
+    """Greedy de-duplication: keep the slowest point of every cluster of radius ``radius``."""
+    keep = []
+    for i in np.argsort(speeds, kind="stable"):
+        if all(np.linalg.norm(points[i] - points[j]) > radius for j in keep):
+            keep.append(i)
+    return np.array(keep, dtype=int)
+
+
+def _check_params(n_initial, tol, max_iter, slow_tol, dedup_tol):
+    if not isinstance(n_initial, (int, np.integer)) or n_initial < 1:
+        raise ValueError(f"n_initial must be a positive integer, got {n_initial!r}.")
+    if not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
+        raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}.")
+    for name, v in (("tol", tol), ("slow_tol", slow_tol), ("dedup_tol", dedup_tol)):
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive number, got {v!r}.")
+
+
+def _find_group(systems, inputs, constant_input, initial_states, n_initial, noise, tol,
+                max_iter, dedup_tol, slow_tol, eig_tol, rng):
+    """Find fixed points of several systems sharing one update (same weights) at once.
+
+    ``systems`` differ only in their fixed extra input (meta-model embedding), so their
+    rows run through one batched update. Returns one :class:`FixedPoints` per system.
+    """
+    step = systems[0].step
+    xs, hs, trajs, sizes = [], [], [], []
+    for sys in systems:
+        xstar = sys.full_input(constant_input[None])
+        h0, traj = _sample_states(sys, inputs, initial_states, n_initial, noise, rng)
+        xs.append(xstar.expand(len(h0), -1))
+        hs.append(h0)
+        trajs.append(traj)
+        sizes.append(len(h0))
+    x, h0 = torch.cat(xs), torch.cat(hs)
+    h, speed = _refine(step, x, h0, tol, max_iter)
+    finite = torch.isfinite(speed) & torch.isfinite(h).all(dim=1)
+    results = []
+    bounds = np.cumsum([0] + sizes)
+    for g, sys in enumerate(systems):
+        lo, hi = bounds[g], bounds[g + 1]
+        hg, sg, fg = h[lo:hi].numpy(), speed[lo:hi].numpy(), finite[lo:hi].numpy()
+        if not fg.all():
+            warnings.warn(f"{int((~fg).sum())} of {len(fg)} initial states of {sys.name} led to "
+                          "non-finite updates and were dropped.", RuntimeWarning, stacklevel=3)
+        fixed = fg & (sg <= tol)
+        slow = fg & ~fixed & (sg <= slow_tol)
+        pts, spd = hg[fixed], sg[fixed]
+        keep = _dedup(pts, spd, dedup_tol)
+        pts, spd = pts[keep], spd[keep]
+        if len(pts):
+            jac = jacobian(step, x[lo:lo + len(pts)], torch.from_numpy(pts)).numpy()
+        else:
+            jac = np.zeros((0, sys.state_size, sys.state_size))
+        s_pts, s_spd = hg[slow], sg[slow]
+        s_keep = _dedup(s_pts, s_spd, max(_SLOW_DEDUP, dedup_tol))
+        result = FixedPoints(pts, spd, jac, s_pts[s_keep], s_spd[s_keep],
+                             constant_input.numpy(), tol, slow_tol, eig_tol, sizes[g],
+                             trajectories=trajs[g], system_name=sys.name)
+        if not result.converged:
+            best = float(np.min(sg[fg])) if fg.any() else np.inf
+            warnings.warn(f"No fixed point of {sys.name} met tol={tol:g} after max_iter="
+                          f"{max_iter} Newton steps from {sizes[g]} initial states (slowest "
+                          f"speed reached {best:.2e}); returning {result.n_slow} slow points, "
+                          "which are not fixed points. Try more initial states or max_iter.",
+                          ConvergenceWarning, stacklevel=3)
+        results.append(result)
+    return results
+
+
+def find_fixed_points(system, inputs=None, *, constant_input=None, initial_states=None,
+                      n_initial=256, noise=0.1, tol=1e-8, max_iter=200, dedup_tol=1e-4,
+                      slow_tol=1e-2, eig_tol=1e-5, random_state=None):
+    """Find the fixed points of a recurrent system at a constant input, and their stability.
+
+    Parameters
+    ----------
+    system : torch.nn.Module
+        An ``nn.RNN``/``nn.GRU``/``nn.LSTM`` layer (one layer, unidirectional), a module
+        holding exactly one such layer (its update is written out from the layer's weights;
+        LSTMs on the joint state ``[h, c]``), the meta-model at an embedding
+        (``embedder.model_at(z)``), or any module with a ``recurrent_step(x_t, h)`` method
+        (and a ``hidden_size`` attribute or ``initial_state(batch)`` method).
+    inputs : array-like of shape (n_sequences, n_timesteps, n_features), default=None
+        Sequences the system is run on; the initial states of the search are drawn from the
+        states it visits. For a module holding a layer these are the module's inputs.
+        ``None`` draws initial states uniformly in ``[-1, 1]`` (adequate for tanh and GRU
+        states only: pass inputs whenever you can).
+    constant_input : array-like of shape (n_inputs,), default=None
+        The input ``x*`` held at every step (the input of the recurrent layer); zeros by
+        default.
+    initial_states : array-like of shape (n, state_size), default=None
+        Start the search from these states instead of sampling.
+    n_initial : int, default=256
+        Number of initial states sampled from the trajectories.
+    noise : float, default=0.1
+        Standard deviation of the Gaussian noise added to sampled states, relative to the
+        trajectories' root-mean-square spread (absolute when the trajectories do not move).
+    tol : float, default=1e-8
+        A state is a fixed point when ``||F(h, x*) - h|| <= tol`` (float64).
+    max_iter : int, default=200
+        Damped Newton (Levenberg-Marquardt) iterations.
+    dedup_tol : float, default=1e-4
+        Fixed points closer than this (Euclidean) are one point.
+    slow_tol : float, default=1e-2
+        Local minima of ``q`` with ``tol < ||F(h) - h|| <= slow_tol`` are reported as slow
+        points (de-duplicated at radius ``max(1e-2, dedup_tol)``); faster ones are dropped.
+    eig_tol : float, default=1e-5
+        Eigenvalues with ``| |lambda| - 1 | <= eig_tol`` make a point marginal.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the sampling of initial states.
+
+    Returns
+    -------
+    FixedPoints
+
+    Warns
+    -----
+    ConvergenceWarning
+        When no initial state reaches the tolerance: the result then holds only slow
+        points and ``converged`` is False.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdynamo.dynamics import find_fixed_points
+    >>> layer = torch.nn.RNN(1, 1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = layer.weight_hh_l0.fill_(2.0)   # h -> tanh(2h): fixed points 0, +-0.957
+    >>> fp = find_fixed_points(layer, n_initial=64, random_state=0)
+    >>> fp.n_stable, fp.n_unstable
+    (2, 1)
+    """
+    _check_params(n_initial, tol, max_iter, slow_tol, dedup_tol)
+    sys = as_system(system)
+    rng = check_random_state(random_state)
+    x_in = _as_inputs(inputs, sys)
+    xstar = _as_constant_input(constant_input, sys)
+    return _find_group([sys], x_in, xstar, initial_states, n_initial, noise, tol, max_iter,
+                       dedup_tol, slow_tol, eig_tol, rng)[0]
+
+
+def simulate_settled_states(system, inputs=None, *, constant_input=None, initial_states=None,
+                            n_initial=256, noise=0.1, n_steps=3000, tol=1e-6, dedup_tol=1e-3,
+                            random_state=None):
+    """Run the system autonomously from many initial states and collect where it settles.
+
+    This is the independent check of :func:`find_fixed_points`: the distinct states that
+    long runs at a constant input settle into are the system's attractors, so their
+    number should equal ``FixedPoints.n_stable`` (for point attractors).
+
+    Parameters
+    ----------
+    system, inputs, constant_input, initial_states, n_initial, noise, random_state
+        As in :func:`find_fixed_points` (initial states are sampled the same way).
+    n_steps : int, default=3000
+        Steps of the update ``h <- F(h, x*)``.
+    tol : float, default=1e-6
+        A run has settled when its final step moves less than this: ``||F(h) - h|| <= tol``.
+        Runs still drifting (slow points, limit cycles, divergence) are counted apart.
+    dedup_tol : float, default=1e-3
+        Settled states closer than this are one attractor.
+
+    Returns
+    -------
+    result : :class:`~sklearn.utils.Bunch`
+        ``states`` (n_attractors, state_size), ``counts`` (runs settling in each),
+        ``n_attractors``, ``n_settled``, ``n_unsettled`` (runs not settled after
+        ``n_steps``), ``final_speeds`` (every run's last ``||F(h) - h||``).
+    """
+    sys = as_system(system)
+    rng = check_random_state(random_state)
+    x_in = _as_inputs(inputs, sys)
+    xstar = _as_constant_input(constant_input, sys)
+    h0, _ = _sample_states(sys, x_in, initial_states, n_initial, noise, rng)
+    return _simulate_group([sys], [h0], xstar, n_steps, tol, dedup_tol)[0]
+
+
+def _simulate_group(systems, h0s, constant_input, n_steps, tol, dedup_tol):
+    step = systems[0].step
+    x = torch.cat([s.full_input(constant_input[None]).expand(len(h0), -1)
+                   for s, h0 in zip(systems, h0s)])
+    h = torch.cat(h0s)
+    with torch.no_grad():
+        for _ in range(n_steps):
+            h = step(x, h)
+    _, speed = _residual(step, x, h)
+    out = []
+    lo = 0
+    for h0 in h0s:
+        hg, sg = h[lo:lo + len(h0)].numpy(), speed[lo:lo + len(h0)].numpy()
+        lo += len(h0)
+        settled = np.isfinite(sg) & (sg <= tol)
+        pts, spd = hg[settled], sg[settled]
+        keep = _dedup(pts, spd, dedup_tol)
+        counts = np.zeros(len(keep), dtype=int)
+        if len(keep):
+            d = np.linalg.norm(pts[:, None, :] - pts[keep][None], axis=2)
+            np.add.at(counts, d.argmin(axis=1), 1)
+        out.append(Bunch(states=pts[keep], counts=counts, n_attractors=len(keep),
+                         n_settled=int(settled.sum()), n_unsettled=int((~settled).sum()),
+                         final_speeds=sg))
+    return out

@@ -1,0 +1,258 @@
+"""Adapters that turn a recurrent model into a batched one-step map ``h -> F(h, x)``.
+
+Three kinds of system are understood, tried in this order:
+
+1. the meta-model frozen at an embedding (:class:`skdynamo.nn.EmulatedNetwork`, or any
+   module with a ``meta`` submodule holding one ``rnn`` layer and a ``theta`` buffer):
+   its update is the meta-model's layer fed ``[x, theta]``, so many embeddings can be
+   analysed in one batch;
+2. any module with a ``recurrent_step(x_t, h)`` method (the protocol of
+   ``EmulatedNetwork``): its update is that method;
+3. an ``nn.RNN``/``nn.GRU``/``nn.LSTM`` layer, or a module holding exactly one: its update
+   is written out from the layer's weights (LSTM on the joint state ``[h, c]``).
+
+All computations run in float64 on private copies: the caller's module is never changed.
+"""
+
+import copy
+import hashlib
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["as_system"]
+
+
+def _module_name(obj):
+    return type(obj).__name__
+
+
+def _check_layer(layer, where):
+    if layer.num_layers != 1:
+        raise ValueError(f"{where} has num_layers={layer.num_layers}; fixed points are computed "
+                         "for single-layer recurrent networks only.")
+    if layer.bidirectional:
+        raise ValueError(f"{where} is bidirectional: a bidirectional layer is not a dynamical "
+                         "system run forward in time.")
+    if getattr(layer, "proj_size", 0):
+        raise ValueError(f"{where} is an LSTM with proj_size={layer.proj_size}; projected "
+                         "LSTMs are not supported.")
+
+
+def _layer_kind(layer):
+    if isinstance(layer, nn.LSTM):
+        return "lstm"
+    if isinstance(layer, nn.GRU):
+        return "gru"
+    if isinstance(layer, nn.RNN):
+        return "rnn_relu" if layer.nonlinearity == "relu" else "rnn_tanh"
+    raise TypeError(f"Unsupported recurrent layer {_module_name(layer)}.")
+
+
+def _layer_weights(layer):
+    w_ih = layer.weight_ih_l0.detach().to(torch.float64).clone()
+    w_hh = layer.weight_hh_l0.detach().to(torch.float64).clone()
+    if layer.bias:
+        b_ih = layer.bias_ih_l0.detach().to(torch.float64).clone()
+        b_hh = layer.bias_hh_l0.detach().to(torch.float64).clone()
+    else:
+        b_ih = b_hh = torch.zeros(w_ih.shape[0], dtype=torch.float64)
+    return w_ih, w_hh, b_ih, b_hh
+
+
+def cell_step(kind, weights, x, h, hidden):
+    """One step of a PyTorch recurrent cell written out from its weights.
+
+    ``x`` is (batch, n_inputs), ``h`` is (batch, hidden) or (batch, 2 * hidden) = ``[h, c]``
+    for LSTMs. Gate orders follow PyTorch: GRU (r, z, n), LSTM (i, f, g, o).
+    """
+    w_ih, w_hh, b_ih, b_hh = weights
+    if kind == "lstm":
+        hh, c = h[:, :hidden], h[:, hidden:]
+        gates = x @ w_ih.T + b_ih + hh @ w_hh.T + b_hh
+        i, f, g, o = gates.chunk(4, dim=1)
+        c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.cat([torch.sigmoid(o) * torch.tanh(c_next), c_next], dim=1)
+    if kind == "gru":
+        i_r, i_z, i_n = (x @ w_ih.T + b_ih).chunk(3, dim=1)
+        h_r, h_z, h_n = (h @ w_hh.T + b_hh).chunk(3, dim=1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        return (1.0 - z) * n + z * h
+    pre = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+    return torch.relu(pre) if kind == "rnn_relu" else torch.tanh(pre)
+
+
+def _fingerprint(tensors):
+    digest = hashlib.sha1()
+    for t in tensors:
+        digest.update(t.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class _System:
+    """Batched float64 update ``F(x, h)``; subclasses define ``step``.
+
+    Attributes: ``n_inputs`` (width of the constant input the user gives), ``state_size``,
+    ``name`` (for messages), ``group_key`` (systems with equal keys can share one batch).
+    """
+
+    group_key = None
+    extra = None  # per-system input appended to x (the embedding of a meta-model)
+
+    def full_input(self, x):
+        """Append this system's fixed extra input (if any) to ``x`` (batch, n_inputs)."""
+        if self.extra is None:
+            return x
+        return torch.cat([x, self.extra[None].expand(x.shape[0], -1)], dim=1)
+
+    def initial_state(self, batch):
+        return torch.zeros(batch, self.state_size, dtype=torch.float64)
+
+    @property
+    def input_width(self):
+        """Width of the sequences ``record`` accepts, or None when only a run can tell."""
+        return self.n_inputs
+
+    def layer_inputs(self, inputs):
+        """Inputs (batch, time, n_inputs) as seen by the update (default: unchanged)."""
+        return inputs
+
+    def record(self, inputs):
+        """States (batch, time, state_size) visited when run on ``inputs`` from the initial
+        state, by iterating the update itself (so LSTM cell states are included)."""
+        seq = self.layer_inputs(inputs)
+        h = self.initial_state(seq.shape[0])
+        states = []
+        with torch.no_grad():
+            for t in range(seq.shape[1]):
+                h = self.step(self.full_input(seq[:, t]), h)
+                states.append(h)
+        return torch.stack(states, dim=1)
+
+
+class _LayerSystem(_System):
+    """Update written out from a recurrent layer's weights."""
+
+    def __init__(self, layer, *, module=None, extra=None, init=None, name=None):
+        self.kind = _layer_kind(layer)
+        self.hidden = layer.hidden_size
+        self.weights = _layer_weights(layer)
+        self.state_size = self.hidden * (2 if self.kind == "lstm" else 1)
+        self.extra = None if extra is None else torch.as_tensor(
+            np.asarray(extra, dtype=np.float64)).reshape(-1)
+        n_extra = 0 if self.extra is None else self.extra.numel()
+        self.n_inputs = layer.input_size - n_extra
+        if self.n_inputs < 0:
+            raise ValueError(f"The embedding has {n_extra} entries but the meta-model's layer "
+                             f"reads only {layer.input_size} inputs.")
+        self._layer = layer
+        self._module = module
+        self._init = init
+        self.name = name or _module_name(module if module is not None else layer)
+        self.group_key = (self.kind, _fingerprint(self.weights))
+
+    @property
+    def input_width(self):
+        if self._module is None or self._module is self._layer:
+            return self.n_inputs
+        return None  # the layer sits behind other modules
+
+    def step(self, x, h):
+        return cell_step(self.kind, self.weights, x, h, self.hidden)
+
+    def initial_state(self, batch):
+        if self._init is not None:
+            with torch.no_grad():
+                return self._init(batch).to(torch.float64)
+        return super().initial_state(batch)
+
+    def layer_inputs(self, inputs):
+        # The layer may sit behind other modules: record what it actually receives.
+        if self._module is None or self._module is self._layer:
+            return inputs
+        seen = []
+
+        def hook(mod, args):
+            seen.append(args[0].detach())
+
+        handle = self._layer.register_forward_pre_hook(hook)
+        try:
+            with torch.no_grad():
+                self._module(inputs.to(next(self._module.parameters()).dtype))
+        except RuntimeError as exc:
+            raise ValueError(f"inputs of shape {tuple(inputs.shape)} could not be run through "
+                             f"{self.name}: {exc}") from exc
+        finally:
+            handle.remove()
+        if not seen:
+            raise ValueError(f"Running {self.name} on inputs never called its recurrent layer.")
+        seq = seen[0].to(torch.float64)
+        if not self._layer.batch_first:
+            seq = seq.transpose(0, 1)
+        return seq
+
+
+class _StepSystem(_System):
+    """Update given by the module's own ``recurrent_step(x_t, h)``."""
+
+    def __init__(self, module):
+        self._module = copy.deepcopy(module).to(torch.float64).eval()
+        self.name = _module_name(module)
+        size = getattr(module, "hidden_size", None)
+        if size is None and hasattr(module, "initial_state"):
+            size = int(module.initial_state(1).shape[-1])
+        if size is None:
+            raise TypeError(f"{self.name} has recurrent_step but neither a hidden_size "
+                            "attribute nor an initial_state(batch) method, so the size of its "
+                            "state is unknown.")
+        self.state_size = int(size)
+        self.n_inputs = getattr(module, "n_inputs", None)
+
+    def step(self, x, h):
+        return self._module.recurrent_step(x, h)
+
+    def initial_state(self, batch):
+        if hasattr(self._module, "initial_state"):
+            with torch.no_grad():
+                return self._module.initial_state(batch).to(torch.float64)
+        return super().initial_state(batch)
+
+
+def as_system(system):
+    """Wrap ``system`` into a batched float64 update; raise a clear error if impossible."""
+    if isinstance(system, _System):
+        return system
+    if not isinstance(system, nn.Module):
+        raise TypeError("A recurrent system must be a torch.nn.Module (an nn.RNN/GRU/LSTM layer, "
+                        "a module holding one, or a module with a recurrent_step(x_t, h) "
+                        f"method); got {_module_name(system)}.")
+    meta = getattr(system, "meta", None)
+    theta = getattr(system, "theta", None)
+    if (isinstance(meta, nn.Module) and isinstance(getattr(meta, "rnn", None), nn.RNNBase)
+            and isinstance(theta, torch.Tensor) and hasattr(system, "recurrent_step")):
+        layer = meta.rnn
+        _check_layer(layer, f"{_module_name(system)}.meta.rnn")
+        if layer.input_size > theta.numel() and layer.batch_first:
+            init = system.initial_state if hasattr(system, "initial_state") else None
+            return _LayerSystem(layer, extra=theta.detach().cpu().numpy(), init=init,
+                                name=_module_name(system))
+    if callable(getattr(system, "recurrent_step", None)):
+        return _StepSystem(system)
+    if isinstance(system, nn.RNNBase):
+        _check_layer(system, _module_name(system))
+        return _LayerSystem(system)
+    layers = [(name, m) for name, m in system.named_modules() if isinstance(m, nn.RNNBase)]
+    if not layers:
+        raise TypeError(f"{_module_name(system)} has no recurrent update skdynamo can find: it "
+                        "holds no nn.RNN/nn.GRU/nn.LSTM layer and has no recurrent_step(x_t, h) "
+                        "method. Pass a recurrent layer, or add recurrent_step.")
+    if len(layers) > 1:
+        names = ", ".join(repr(n) for n, _ in layers)
+        raise ValueError(f"{_module_name(system)} holds {len(layers)} recurrent layers ({names}); "
+                         "pass the one to analyse.")
+    name, layer = layers[0]
+    _check_layer(layer, f"{_module_name(system)}.{name}")
+    return _LayerSystem(layer, module=system, name=f"{_module_name(system)}.{name}")

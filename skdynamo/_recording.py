@@ -125,12 +125,13 @@ def _auto_record(model, inputs):
                          "a callable recorder(model, inputs) -> (hidden, outputs) instead.")
     captured = {id(m): [] for m in layers}
 
-    def hook(module, args, output):
-        x = args[0]
+    def hook(module, args, kwargs, output):
+        # with_kwargs: `rnn(x, hx=h0)` must not lose its initial state.
+        x = args[0] if args else kwargs["input"]
         if isinstance(x, nn.utils.rnn.PackedSequence):
             raise TypeError("recorder='auto' cannot record PackedSequence inputs; pass a "
                             "callable recorder.")
-        hx = args[1] if len(args) > 1 else None
+        hx = args[1] if len(args) > 1 else kwargs.get("hx")
         if not module.batch_first:
             x = x.transpose(0, 1)
         if module.num_layers == 1:
@@ -139,7 +140,7 @@ def _auto_record(model, inputs):
             seqs = _single_layer_outputs(module, x, hx)
         captured[id(module)].append(torch.cat(seqs, dim=-1))
 
-    handles = [m.register_forward_hook(hook) for m in layers]
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in layers]
     try:
         out = model(inputs)
     finally:
@@ -189,7 +190,9 @@ def record(model, inputs, *, recorder="auto", batch_size=512):
         device, dtype = param.device, param.dtype
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
-    was_training = model.training
+    # Every submodule's flag, not just the root's: model.train(flag) would overwrite
+    # submodules the caller deliberately left in the other mode (e.g. a frozen encoder).
+    was_training = [(m, m.training) for m in model.modules()]
     fn = _auto_record if recorder == "auto" else recorder
     hidden, outputs = [], []
     try:
@@ -202,7 +205,8 @@ def record(model, inputs, *, recorder="auto", batch_size=512):
                 hidden.append(_to_numpy(h, "hidden"))
                 outputs.append(_to_numpy(y, "outputs"))
     finally:
-        model.train(was_training)
+        for m, flag in was_training:
+            m.training = flag
     return Trajectories(np.concatenate(hidden), np.concatenate(outputs))
 
 

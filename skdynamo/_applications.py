@@ -1,0 +1,75 @@
+"""Helpers shared by DynamoCluster, DynamoAverager and DynamoSemiSupervised."""
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from ._embedder import DynamoEmbedder
+
+__all__ = ["resolve_embedder", "embed_population", "unwrap", "check_sequences"]
+
+
+def resolve_embedder(embedder, random_state):
+    """Clone ``embedder`` (``None`` gives ``DynamoEmbedder(random_state=random_state)``).
+
+    A :class:`sklearn.frozen.FrozenEstimator` survives cloning: that is how a fitted
+    embedder is reused (and shared between grid-search candidates).
+    """
+    if embedder is None:
+        return DynamoEmbedder(random_state=random_state)
+    if not hasattr(embedder, "transform") or not hasattr(embedder, "fit"):
+        raise TypeError(f"embedder must be a DynamoEmbedder (or a FrozenEstimator wrapping a "
+                        f"fitted one), got {type(embedder).__name__}.")
+    return clone(embedder)
+
+
+def is_frozen(embedder):
+    return isinstance(embedder, FrozenEstimator)
+
+
+def unwrap(embedder):
+    """The inner estimator of a FrozenEstimator, else ``embedder`` itself."""
+    return embedder.estimator if is_frozen(embedder) else embedder
+
+
+def embed_population(embedder, models):
+    """Training embeddings of ``models``: ``fit_transform``, or ``transform`` when frozen."""
+    if is_frozen(embedder):
+        try:
+            check_is_fitted(embedder.estimator)
+        except NotFittedError as exc:
+            raise NotFittedError("The FrozenEstimator given as embedder wraps an unfitted "
+                                 "embedder; fit it before freezing.") from exc
+        return np.asarray(embedder.transform(models), dtype=np.float64)
+    return np.asarray(embedder.fit_transform(models), dtype=np.float64)
+
+
+def check_sequences(X, n_inputs, *, name="X"):
+    """Validate data for a recurrent network: float32 array (n_samples, n_timesteps, n_inputs).
+
+    Raises a clear error for models passed where data is expected, wrong rank, wrong
+    width or non-finite values. Nothing is reshaped.
+    """
+    if isinstance(X, (list, tuple)) and X and not np.isscalar(X[0]) \
+            and hasattr(X[0], "parameters"):
+        raise TypeError(f"{name} must be data (an array of shape (n_samples, n_timesteps, "
+                        f"{n_inputs})), not a list of models.")
+    try:
+        arr = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array of shape (n_samples, n_timesteps, "
+                        f"{n_inputs}); got {type(X).__name__}.") from exc
+    if arr.ndim != 3:
+        raise ValueError(f"{name} must have shape (n_samples, n_timesteps, n_features={n_inputs});"
+                         f" got an array of shape {arr.shape}.")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name} needs at least one sequence of at least one step; got shape "
+                         f"{arr.shape}.")
+    if arr.shape[2] != n_inputs:
+        raise ValueError(f"{name} has {arr.shape[2]} features per step, but the model takes "
+                         f"{n_inputs} inputs.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return arr

@@ -1,0 +1,222 @@
+"""DynamoAverager: average models in embedding space (sklearn logic only)."""
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ._applications import check_sequences, embed_population, resolve_embedder
+from ._recording import record_population
+from ._standalone import bake
+from .utils.validation import check_models
+
+__all__ = ["DynamoAverager"]
+
+_MAX_SEED = np.iinfo(np.int32).max
+
+
+def _check_weights(weights, n_models):
+    if weights is None:
+        return np.full(n_models, 1.0 / n_models)
+    try:
+        w = np.asarray(weights, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"weights must be an array of {n_models} numbers, got "
+                        f"{type(weights).__name__}.") from exc
+    if w.ndim != 1 or w.shape[0] != n_models:
+        raise ValueError(f"weights must have one entry per model: expected shape ({n_models},), "
+                         f"got {w.shape}.")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("weights contains NaN or infinite values.")
+    if np.any(w < 0):
+        raise ValueError(f"weights must be non-negative; got negative weights at indices "
+                         f"{np.flatnonzero(w < 0).tolist()}.")
+    if w.sum() <= 0:
+        raise ValueError("weights sum to zero: at least one model needs a positive weight.")
+    return w / w.sum()
+
+
+def _pooled_r2(pred, target):
+    target = np.asarray(target, dtype=np.float64).reshape(-1, target.shape[-1])
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1, pred.shape[-1])
+    ss_res = ((pred - target) ** 2).sum()
+    ss_tot = ((target - target.mean(0)) ** 2).sum()
+    return float(1.0 - ss_res / max(ss_tot, 1e-12))
+
+
+class DynamoAverager(BaseEstimator):
+    """Average a group of networks in DYNAMO's embedding space.
+
+    The members are embedded; their centre (weighted mean or medoid) is a point of the
+    embedding space, and the meta-model there is a new, operable network. Unlike plain
+    weight averaging (:func:`skdynamo.baselines.average_weights`), this works for
+    independently initialised networks and for mixed architectures.
+
+    ``fit`` and ``score`` take *models*, while ``predict`` takes *data*: grid search over
+    the averager's parameters works (``score`` measures agreement with held-out members),
+    but ``cross_val_predict`` on models does not apply.
+
+    Parameters
+    ----------
+    embedder : DynamoEmbedder or FrozenEstimator, default=None
+        Embeds the members. ``None`` uses ``DynamoEmbedder(random_state=random_state)``.
+        Cloned in :meth:`fit`; to reuse a fitted embedder, wrap it in
+        :class:`sklearn.frozen.FrozenEstimator` (members are then embedded by its
+        ``transform``).
+    weights : array-like of shape (n_models,), default=None
+        Non-negative weight of each member (normalised); uniform by default.
+    center : {'mean', 'medoid'}, default='mean'
+        ``'mean'``: the weighted mean of the members' embeddings. ``'medoid'``: the member
+        embedding minimising the weighted sum of distances to the others.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the default embedder.
+
+    Attributes
+    ----------
+    embedding_ : ndarray of shape (n_components,)
+        The centre.
+    member_embeddings_ : ndarray of shape (n_models, n_components)
+    medoid_index_ : int or None
+        Index of the medoid member (``center='medoid'``), else None.
+    averaged_model_ : skdynamo.StandaloneRNN
+        The meta-model at the centre, as a plain ``torch.nn.Module``: a standard
+        ``nn.GRU``/``nn.LSTM``/``nn.RNN`` with a learned initial state and a readout. Save
+        it with ``torch.save(m.state_dict(), path)``; reload it with
+        ``StandaloneRNN(**config)`` and ``load_state_dict(torch.load(path,
+        weights_only=True))`` (``config`` is ``averaged_model_.config``).
+    embedder_ : DynamoEmbedder or FrozenEstimator
+        The fitted embedder.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdynamo import DynamoAverager, DynamoEmbedder
+    >>> from skdynamo.datasets import RecurrentNetwork, make_flipflop
+    >>> _ = torch.manual_seed(0)
+    >>> models = [RecurrentNetwork(3, 3, hidden_size=8) for _ in range(3)]
+    >>> emb = DynamoEmbedder(hidden_size=8, max_epochs=2, random_state=0)
+    >>> avg = DynamoAverager(emb).fit(models)
+    >>> X, _ = make_flipflop(4, 10, random_state=0)
+    >>> avg.predict(X).shape
+    (4, 10, 3)
+    """
+
+    _parameter_constraints = {
+        "embedder": [HasMethods(["fit", "transform"]), None],
+        "weights": ["array-like", None],
+        "center": [StrOptions({"mean", "medoid"})],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, embedder=None, weights=None, *, center="mean", random_state=None):
+        self.embedder = embedder
+        self.weights = weights
+        self.center = center
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        """Embed the members and build the network at their centre.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The members (one architecture or several; same input and output widths).
+        y : Ignored
+
+        Returns
+        -------
+        self : DynamoAverager
+        """
+        self._validate_params()
+        models = check_models(X)
+        w = _check_weights(self.weights, len(models))
+        seed = int(check_random_state(self.random_state).randint(_MAX_SEED))
+        embedder = resolve_embedder(self.embedder, seed)
+        Z = embed_population(embedder, models)
+        medoid = None
+        if self.center == "mean":
+            center = w @ Z
+        else:
+            dist = np.sqrt(((Z[:, None] - Z[None]) ** 2).sum(-1))
+            cost = dist @ w
+            cost[w == 0] = np.inf  # a zero-weight member cannot be the centre
+            medoid = int(np.argmin(cost))
+            center = Z[medoid].copy()
+        self.embedder_ = embedder
+        self.member_embeddings_ = Z
+        self.embedding_ = center
+        self.medoid_index_ = medoid
+        self.averaged_model_ = bake(embedder.meta_model_, center)
+        self._weights = w
+        return self
+
+    def _run(self, X):
+        check_is_fitted(self)
+        net = self.averaged_model_
+        x = check_sequences(X, net.n_inputs)
+        ref = next(net.parameters())
+        with torch.no_grad():
+            out = net(torch.as_tensor(x, device=ref.device))
+        return out.cpu().numpy()
+
+    def predict(self, X):
+        """Outputs of the averaged network on data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_inputs)
+
+        Returns
+        -------
+        outputs : ndarray of shape (n_samples, n_timesteps, n_outputs)
+        """
+        return self._run(X)
+
+    def predict_proba(self, X):
+        """Softmax of the last step's outputs, for members whose outputs are class scores.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_outputs)
+        """
+        logits = self._run(X)[:, -1].astype(np.float64)
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)
+
+    def score(self, X, y=None):
+        """Agreement of the averaged network with (held-out) members, higher is better.
+
+        Each model is run on the embedder's probe inputs; the score is the mean over models
+        of the R^2 of the averaged network's outputs against the model's outputs.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+        y : Ignored
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        models = check_models(X)
+        probes = self.embedder_.probe_inputs_
+        trajectories = record_population(models, probes, recorder=self.embedder_.recorder)
+        pred = self._run(probes)
+        scores = []
+        for i, t in enumerate(trajectories):
+            target = t.outputs
+            p = pred[:, -1] if target.ndim == 2 else pred
+            if target.shape != p.shape:
+                raise ValueError(f"X[{i}] produces outputs of shape {target.shape} on the probes;"
+                                 f" the averaged network produces {p.shape}.")
+            scores.append(_pooled_r2(p, target))
+        return float(np.mean(scores))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        return tags

@@ -1,0 +1,14 @@
+"""Baselines the DYNAMO applications are measured against (used by the benchmarks).
+
+- :class:`WeightSpaceEmbedding`: flattened parameters + PCA. Only for populations that
+  share one architecture; sensitive to reparameterisation (permuted units land far apart).
+- :class:`OutputSpaceEmbedding`: each model's outputs on the probe inputs + PCA. Blind to
+  how the outputs are computed.
+- :func:`average_weights`: plain (weighted) averaging of same-architecture parameters.
+  Independently initialised networks are not aligned, so the average usually collapses.
+"""
+
+from ._output_space import OutputSpaceEmbedding
+from ._weight_space import WeightSpaceEmbedding, average_weights
+
+__all__ = ["OutputSpaceEmbedding", "WeightSpaceEmbedding", "average_weights"]

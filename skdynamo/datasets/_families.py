@@ -1,0 +1,258 @@
+"""Task families with a continuous parameter, and a sequence-classification task.
+
+These back the applications (averaging, semi-supervised learning, clustering): a
+*family* is one pulse task on the shared 3-channel interface whose generator has a
+continuous parameter (the leak rate of leaky integration by default), so that a
+population can be trained on some values and a held-out value lies between them.
+"""
+
+import hashlib
+import json
+import os
+import warnings
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from sklearn.utils import Bunch, check_random_state
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from ._tasks import PULSE_TASKS, make_pulses, make_task
+from ._zoo import RecurrentNetwork, get_data_home, make_rnn_population
+
+__all__ = ["make_family_population", "make_sequence_classification",
+           "make_classifier_population", "train_sequence_classifier"]
+
+
+def make_family_population(values=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4), *, task="leaky_integration",
+                           param="leak", cells=("gru",), hidden_sizes=(16,), n_seeds=2,
+                           seed_offset=0, n_steps=800, n_timesteps=50, n_channels=3,
+                           n_probes=256, min_score=0.9, max_retries=2, data_home=None,
+                           download_if_missing=True, n_jobs=None, verbose=False,
+                           random_state=0):
+    """Train (or load) a population over a continuous parameter of one pulse task.
+
+    For each value ``v`` of ``values`` the grid ``cells x hidden_sizes x seeds`` is
+    trained on ``task`` with ``{param: v}`` (through :func:`make_rnn_population`, so
+    members are cached, weights only). Every member shares the pulse interface, so a
+    network trained on a value that is *not* in ``values`` (a held-out task variant) can
+    be compared with the population directly.
+
+    Parameters
+    ----------
+    values : sequence of float, default=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4)
+        Parameter values of the population (leak rates by default).
+    task : str, default='leaky_integration'
+        A pulse task (see :func:`make_task`).
+    param : str, default='leak'
+        Name of the generator's continuous parameter.
+    cells, hidden_sizes, n_seeds, seed_offset, n_steps, n_timesteps, n_channels, \
+min_score, max_retries, data_home, download_if_missing, n_jobs, verbose
+        As in :func:`make_rnn_population`.
+    n_probes : int, default=256
+        Probe sequences returned (the task's inputs; they do not depend on the parameter
+        for pulse tasks).
+    random_state : int, default=0
+        Seed of the probe inputs.
+
+    Returns
+    -------
+    population : :class:`~sklearn.utils.Bunch`
+        ``models``, ``value`` (the parameter of each model), ``cell``, ``hidden_size``,
+        ``seed``, ``score`` (held-out R^2 on its own task variant), ``learned``,
+        ``probe_inputs``, ``task``, ``param`` and ``DESCR``.
+
+    Examples
+    --------
+    >>> from skdynamo.datasets import make_family_population
+    >>> pop = make_family_population((0.1, 0.3), n_seeds=1, n_steps=20,
+    ...                              min_score=-10)  # doctest: +SKIP
+    >>> pop.value  # doctest: +SKIP
+    array([0.1, 0.3])
+    """
+    if task not in PULSE_TASKS:
+        raise ValueError(f"Unknown task {task!r}; choose one of {sorted(PULSE_TASKS)}.")
+    values = np.asarray(values, dtype=float).ravel()
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError(f"values must be a non-empty sequence of finite numbers, got {values!r}.")
+    parts = []
+    for v in values:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pop = make_rnn_population(
+                tasks=(task,), cells=cells, hidden_sizes=hidden_sizes, n_seeds=n_seeds,
+                seed_offset=seed_offset, task_params={task: {param: float(v)}},
+                n_steps=n_steps, n_timesteps=n_timesteps, n_channels=n_channels,
+                n_probes=n_probes, min_score=min_score, max_retries=max_retries,
+                data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
+                verbose=verbose, random_state=random_state)
+        for w in caught:
+            warnings.warn(f"{param}={v}: {w.message}", w.category, stacklevel=2)
+        parts.append(pop)
+    cat = lambda key: np.concatenate([p[key] for p in parts])  # noqa: E731
+    return Bunch(
+        models=[m for p in parts for m in p.models],
+        value=np.concatenate([np.full(len(p.models), v) for p, v in zip(parts, values)]),
+        cell=cat("cell"), hidden_size=cat("hidden_size"), seed=cat("seed"),
+        score=cat("score"), learned=cat("learned"),
+        probe_inputs=parts[0].probe_inputs, task=task, param=param,
+        DESCR=(f"{sum(len(p.models) for p in parts)} recurrent networks trained on {task} "
+               f"with {param} in {values.tolist()}; cells={list(cells)}, "
+               f"hidden_sizes={list(hidden_sizes)}, {n_seeds} seeds each."),
+    )
+
+
+def make_sequence_classification(n_samples=256, n_timesteps=50, n_channels=3, *, leak=0.1,
+                                 pulse_prob=0.08, noise=0.05, random_state=None):
+    """Sequence classification on the pulse interface: which channel leads at the end?
+
+    Each channel's pulses are integrated with leak rate ``leak``
+    (``s_t = (1 - leak) s_{t-1} + pulse_t``); the label is the channel with the largest
+    final ``s_T``. The leak rate is a continuous parameter (recent pulses weigh more as it
+    grows), so classifiers trained on different leaks form a task family.
+
+    Parameters
+    ----------
+    n_samples, n_timesteps, n_channels, pulse_prob, noise, random_state
+        As in :func:`make_pulses`.
+    leak : float, default=0.1
+        Leak rate in [0, 1].
+
+    Returns
+    -------
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels), float32
+    labels : ndarray of shape (n_samples,), int64
+        Values in ``[0, n_channels)``.
+    """
+    if not 0.0 <= leak <= 1.0:
+        raise ValueError(f"leak must be in [0, 1], got {leak!r}.")
+    inputs, pulses = make_pulses(n_samples, n_timesteps, n_channels, pulse_prob=pulse_prob,
+                                 noise=noise, random_state=random_state)
+    decay = (1.0 - leak) ** np.arange(n_timesteps - 1, -1, -1)
+    final = np.einsum("ntc,t->nc", pulses.astype(np.float64), decay)
+    return inputs, final.argmax(1).astype(np.int64)
+
+
+def train_sequence_classifier(cell="gru", hidden_size=16, *, leak=0.1, n_steps=800,
+                              batch_size=64, n_timesteps=50, n_channels=3, lr=1e-2,
+                              random_state=0):
+    """Train a :class:`RecurrentNetwork` whose last output is the class logits.
+
+    Cross-entropy on the last time step of :func:`make_sequence_classification`.
+
+    Returns
+    -------
+    model : RecurrentNetwork
+        In eval mode; ``model(x)[:, -1]`` are the logits.
+    accuracy : float
+        Held-out accuracy on 512 sequences.
+    """
+    rng = check_random_state(random_state)
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = RecurrentNetwork(n_channels, n_channels, hidden_size, cell)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_steps)
+        for _ in range(n_steps):
+            x, y = make_sequence_classification(batch_size, n_timesteps, n_channels, leak=leak,
+                                                random_state=rng)
+            logits = model(torch.from_numpy(x))[:, -1]
+            loss = nn.functional.cross_entropy(logits, torch.from_numpy(y))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+    model.eval()
+    x, y = make_sequence_classification(512, n_timesteps, n_channels, leak=leak,
+                                        random_state=seed % 9973 + 1)
+    with torch.no_grad():
+        acc = float((model(torch.from_numpy(x))[:, -1].argmax(1).numpy() == y).mean())
+    return model, acc
+
+
+def _train_classifier_member(spec, common):
+    with threadpool_limits(1):
+        n_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            model, acc = train_sequence_classifier(
+                spec["cell"], spec["hidden_size"], leak=spec["leak"],
+                n_steps=common["n_steps"], n_timesteps=common["n_timesteps"],
+                n_channels=common["n_channels"], random_state=spec["seed"] * 7919 + 23)
+        finally:
+            torch.set_num_threads(n_threads)
+    return model.state_dict(), acc
+
+
+def make_classifier_population(leaks=(0.0, 0.1, 0.3), *, cells=("gru",), hidden_sizes=(16,),
+                               n_seeds=2, seed_offset=0, n_steps=800, n_timesteps=50,
+                               n_channels=3, n_probes=256, data_home=None,
+                               download_if_missing=True, n_jobs=None, verbose=False,
+                               random_state=0):
+    """Train (or load) sequence classifiers over leak rates (cached, weights only).
+
+    Parameters
+    ----------
+    leaks : sequence of float, default=(0.0, 0.1, 0.3)
+        Leak rates of :func:`make_sequence_classification`, one group of models each.
+    cells, hidden_sizes, n_seeds, seed_offset, n_steps, n_timesteps, n_channels, \
+data_home, download_if_missing, n_jobs, verbose
+        As in :func:`make_rnn_population`.
+    n_probes : int, default=256
+        Probe sequences returned (the task's inputs).
+    random_state : int, default=0
+        Seed of the probe inputs.
+
+    Returns
+    -------
+    population : :class:`~sklearn.utils.Bunch`
+        ``models`` (their last output step holds the logits), ``value`` (leak of each
+        model), ``cell``, ``hidden_size``, ``seed``, ``score`` (held-out accuracy),
+        ``probe_inputs`` and ``DESCR``.
+    """
+    leaks = [float(v) for v in np.asarray(leaks, dtype=float).ravel()]
+    if not leaks or n_seeds < 1:
+        raise ValueError("leaks must be non-empty and n_seeds >= 1.")
+    specs = [dict(leak=v, cell=c, hidden_size=int(h), seed=int(s) + seed_offset)
+             for v in leaks for c in cells for h in hidden_sizes for s in range(n_seeds)]
+    common = dict(n_steps=n_steps, n_timesteps=n_timesteps, n_channels=n_channels, version=1)
+    folder = get_data_home(data_home) / "classifier_population"
+    folder.mkdir(exist_ok=True)
+    key = lambda d: hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]  # noqa: E731
+    paths = [folder / f"{key({**s, **common})}.pt" for s in specs]
+    todo = [i for i, p in enumerate(paths) if not p.exists()]
+    if todo and not download_if_missing:
+        raise OSError(f"{len(todo)} members are not cached in {folder} and "
+                      "download_if_missing=False.")
+    if todo:
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_train_classifier_member)(specs[i], common) for i in todo)
+        if verbose:
+            from tqdm.auto import tqdm
+            results = tqdm(results, total=len(todo), desc="Training classifiers", unit="model")
+        for i, (state, acc) in zip(todo, results):
+            tmp = paths[i].with_suffix(".tmp")
+            torch.save({"state_dict": state, "score": float(acc), "spec": json.dumps(specs[i])},
+                       tmp)
+            os.replace(tmp, paths[i])
+    models, scores = [], []
+    for spec, path in zip(specs, paths):
+        record = torch.load(path, weights_only=True)
+        model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
+        model.load_state_dict(record["state_dict"])
+        models.append(model.eval())
+        scores.append(record["score"])
+    rng = check_random_state(random_state)
+    probes = make_task("flipflop", n_probes, n_timesteps, n_channels, random_state=rng)[0]
+    return Bunch(
+        models=models, value=np.array([s["leak"] for s in specs]),
+        cell=np.array([s["cell"] for s in specs]),
+        hidden_size=np.array([s["hidden_size"] for s in specs]),
+        seed=np.array([s["seed"] for s in specs]), score=np.array(scores),
+        probe_inputs=probes.astype(np.float32),
+        DESCR=(f"{len(models)} sequence classifiers (last-step logits) on "
+               f"make_sequence_classification with leak in {leaks}."),
+    )

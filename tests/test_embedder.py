@@ -1,0 +1,360 @@
+"""DynamoEmbedder: fidelity, reproducibility, transform/score/model_at and bad input."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+from sklearn.utils._param_validation import InvalidParameterError
+from skorch.callbacks import Callback
+from torch import nn
+
+from conftest import assert_state_equal, r2, state_snapshot, tiny_embedder
+from skdynamo import DivergenceError, DynamoEmbedder, Trajectories
+from skdynamo._recording import record
+from skdynamo.datasets import RecurrentNetwork
+
+# Thresholds measured on the session population (random_state 0, 1, 2 gave mean output R²
+# 0.88-0.89, mean hidden R² 0.87-0.89, worst model 0.80, transform drift <= 0.31 with the
+# task centroids 2.1-2.2 apart), then set with a margin.
+MIN_MEAN_OUTPUT_R2 = 0.8
+MIN_MEAN_HIDDEN_R2 = 0.8
+MIN_MODEL_R2 = 0.7
+
+
+# --------------------------------------------------------------------------- fidelity
+def test_fit_transform_shape_and_attributes(fitted_embedder, population):
+    emb = fitted_embedder
+    n = len(population.models)
+    assert emb.embeddings_.shape == (n, 2) and emb.n_models_ == n
+    assert np.all(np.isfinite(emb.embeddings_))
+    assert emb.emulation_scores_.output_r2.shape == (n,)
+    assert emb.emulation_scores_.hidden_r2.shape == (n,)
+    assert len(emb.history_) >= 1 and "valid_loss" in emb.history_[-1]
+    np.testing.assert_array_equal(emb.probe_inputs_, population.probe_inputs)
+    assert list(emb.get_feature_names_out()) == ["dynamoembedder0", "dynamoembedder1"]
+
+
+def test_fit_transform_returns_embeddings(tiny_models, tiny_probes):
+    emb = tiny_embedder(tiny_probes)
+    Z = emb.fit_transform(tiny_models)
+    assert Z.shape == (3, 2) and Z.dtype == np.float64
+    np.testing.assert_array_equal(Z, emb.embeddings_)
+    Z[0] = 99.0                                   # a copy: the fitted state is not aliased
+    assert not np.any(emb.embeddings_ == 99.0)
+
+
+def test_emulation_fidelity(fitted_embedder):
+    scores = fitted_embedder.emulation_scores_
+    assert scores.output_r2.mean() >= MIN_MEAN_OUTPUT_R2, scores
+    assert scores.hidden_r2.mean() >= MIN_MEAN_HIDDEN_R2, scores
+    assert scores.output_r2.min() >= MIN_MODEL_R2, scores
+    assert scores.hidden_r2.min() >= MIN_MODEL_R2, scores
+
+
+def test_tasks_are_separated(fitted_embedder, population):
+    Z = fitted_embedder.embeddings_
+    labels = KMeans(2, n_init=10, random_state=0).fit_predict(Z)
+    for task in np.unique(population.task):
+        assert len(set(labels[population.task == task])) == 1
+    assert len(set(labels)) == 2
+
+
+def test_transform_training_models_lands_on_their_embeddings(fitted_embedder, population):
+    Z = fitted_embedder.embeddings_
+    Zt = fitted_embedder.transform(population.models)
+    assert Zt.shape == Z.shape
+    tasks = population.task
+    centroids = np.array([Z[tasks == t].mean(0) for t in np.unique(tasks)])
+    separation = np.linalg.norm(centroids[0] - centroids[1])
+    drift = np.linalg.norm(Zt - Z, axis=1)
+    assert drift.max() < 0.25 * separation, (drift, separation)
+    nearest = np.linalg.norm(Zt[:, None] - Z[None], axis=-1).argmin(1)
+    np.testing.assert_array_equal(tasks[nearest], tasks)
+
+
+def test_held_out_models_land_in_their_task_cluster(fitted_embedder, population,
+                                                    held_out_population):
+    km = KMeans(2, n_init=10, random_state=0).fit(fitted_embedder.embeddings_)
+    cluster_task = {}
+    for c in range(2):
+        members, counts = np.unique(population.task[km.labels_ == c], return_counts=True)
+        cluster_task[c] = members[counts.argmax()]
+    assert set(cluster_task.values()) == set(population.task)
+    Zh = fitted_embedder.transform(held_out_population.models)
+    assert Zh.shape == (len(held_out_population.models), 2)
+    predicted = np.array([cluster_task[c] for c in km.predict(Zh)])
+    np.testing.assert_array_equal(predicted, held_out_population.task)
+
+
+def test_score_prefers_the_population_to_random_networks(fitted_embedder, population,
+                                                         random_networks):
+    trained = fitted_embedder.score(population.models[::2])
+    untrained = fitted_embedder.score(random_networks[:2])
+    assert isinstance(trained, float) and isinstance(untrained, float)
+    assert trained >= 0.75
+    assert trained > untrained + 0.2
+
+
+def test_model_at_emulates_the_model(fitted_embedder, population):
+    x = torch.from_numpy(population.probe_inputs)
+    for i in (0, len(population.models) - 1):     # one model of each task
+        net = fitted_embedder.model_at(fitted_embedder.embeddings_[i])
+        assert isinstance(net, nn.Module) and not net.training
+        with torch.no_grad():
+            y_hat = net(x)
+            y = population.models[i](x)
+        assert y_hat.shape == y.shape
+        assert r2(y_hat.numpy(), y.numpy()) >= 0.75
+    # The emulated network owns its weights: editing it leaves the embedder alone.
+    before = state_snapshot(fitted_embedder.meta_model_)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    assert_state_equal(fitted_embedder.meta_model_, before)
+
+
+@pytest.mark.parametrize("z", [np.zeros(3), np.array([0.0, np.nan]), np.array([np.inf, 0])])
+def test_model_at_rejects_bad_embeddings(tiny_fitted, z):
+    with pytest.raises(ValueError, match="n_components"):
+        tiny_fitted.model_at(z)
+
+
+# --------------------------------------------------------------------- reproducibility
+def test_same_random_state_same_embeddings(tiny_models, tiny_probes, _tiny_fitted):
+    again = tiny_embedder(tiny_probes, random_state=0).fit(tiny_models)
+    np.testing.assert_array_equal(again.embeddings_, _tiny_fitted.embeddings_)
+    other = tiny_embedder(tiny_probes, random_state=1).fit(tiny_models)
+    assert not np.allclose(other.embeddings_, _tiny_fitted.embeddings_)
+
+
+def test_global_rngs_untouched(tiny_models, tiny_probes, _tiny_fitted):
+    np_saved = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        np.random.seed(123)
+        torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()
+        emb = tiny_embedder(tiny_probes, random_state=0).fit(tiny_models)
+        emb.transform(tiny_models[:1])
+        emb.model_at(emb.embeddings_[0])
+        tiny_embedder(None, random_state=0, max_epochs=1).fit(tiny_models)  # random probes
+        torch_after = torch.random.get_rng_state()
+        after = np.random.get_state()
+        np.random.set_state(np_saved)
+    assert torch.equal(torch_after, torch_state)
+    assert after[0] == np_state[0] and np.array_equal(after[1], np_state[1])
+    assert after[2:] == np_state[2:]
+
+
+def test_trajectories_as_samples_match_modules(tiny_models, tiny_probes, _tiny_fitted):
+    trajectories = [record(m, tiny_probes) for m in tiny_models]
+    emb = tiny_embedder(tiny_probes).fit(trajectories)
+    np.testing.assert_allclose(emb.embeddings_, _tiny_fitted.embeddings_, atol=1e-6)
+    # Mixed populations work too, and transform accepts Trajectories.
+    mixed = [tiny_models[0], trajectories[1], tiny_models[2]]
+    np.testing.assert_allclose(_tiny_fitted.transform(mixed),
+                               _tiny_fitted.transform(trajectories), atol=1e-6)
+
+
+def test_callable_recorder(tiny_models, tiny_probes):
+    calls = []
+
+    def recorder(model, x):
+        calls.append(type(model).__name__)
+        h, _ = model.rnn(x)
+        return h[..., :4], model(x)
+
+    emb = tiny_embedder(tiny_probes, recorder=recorder).fit(tiny_models)
+    assert calls == ["RecurrentNetwork"] * 3
+    assert emb.embeddings_.shape == (3, 2)
+
+
+def test_last_step_outputs(tiny_probes):
+    rng = np.random.RandomState(0)
+    trajs = [Trajectories(rng.randn(12, 10, 5), rng.randn(12, 3)) for _ in range(3)]
+    emb = tiny_embedder(tiny_probes).fit(trajs)
+    assert emb.embeddings_.shape == (3, 2)
+    assert np.all(np.isfinite(emb.emulation_scores_.output_r2))
+
+
+def test_random_probes_when_probe_inputs_is_none(tiny_models):
+    emb = tiny_embedder(None, max_epochs=1).fit(tiny_models)
+    assert emb.probe_inputs is None                # the parameter is left as given
+    assert emb.probe_inputs_.shape == (256, 50, 3)
+    assert np.all(np.isfinite(emb.probe_inputs_)) and emb.probe_inputs_.std() > 0.1
+    assert np.all(np.isfinite(emb.embeddings_))
+
+
+def test_probe_inputs_none_needs_modules(tiny_models, tiny_probes):
+    trajs = [record(m, tiny_probes) for m in tiny_models]
+    with pytest.raises(ValueError, match="probe_inputs"):
+        DynamoEmbedder(max_epochs=1).fit(trajs)
+
+
+# --------------------------------------------------------------------------- bad input
+class Raising(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x):
+        raise RuntimeError("the model broke")
+
+
+def _nan_model():
+    model = RecurrentNetwork(3, 3, hidden_size=8, cell="gru")
+    with torch.no_grad():
+        model.readout.bias[1] = float("nan")
+    return model
+
+
+def _traj(hidden_fill=None, output_fill=None, n_probes=12, steps=10, n_out=3):
+    rng = np.random.RandomState(0)
+    hidden, outputs = rng.randn(n_probes, steps, 5), rng.randn(n_probes, steps, n_out)
+    if hidden_fill is not None:
+        hidden[3, 4, 2] = hidden_fill
+    if output_fill is not None:
+        outputs[5, 1, 0] = output_fill
+    return Trajectories(hidden, outputs)
+
+
+BAD_INPUTS = {
+    "empty": (lambda m: [], {}, ValueError, "empty"),
+    "empty_tuple": (lambda m: (), {}, ValueError, "empty"),
+    "not_a_model": (lambda m: [m[0], "model", m[2]], {}, TypeError, r"X\[1\] is a str"),
+    "none_element": (lambda m: [m[0], m[1], None], {}, TypeError, r"X\[2\] is a NoneType"),
+    "numeric_array": (lambda m: np.zeros((3, 4)), {}, TypeError, "numeric array"),
+    "lone_sequential": (lambda m: nn.Sequential(m[0], m[1]), {}, TypeError, "single Sequential"),
+    "lone_module": (lambda m: m[0], {}, TypeError, "single RecurrentNetwork"),
+    "lone_trajectories": (lambda m: _traj(), {}, TypeError, "single Trajectories"),
+    "output_width": (lambda m: [m[0], RecurrentNetwork(3, 2, hidden_size=8), m[2]], {},
+                     ValueError, "Model 1 has outputs of shape"),
+    "output_width_traj": (lambda m: [m[0], m[1], _traj(n_out=4)], {}, ValueError,
+                          "Model 2 has outputs of shape"),
+    "probe_rank": (lambda m: m, {"probe_inputs": np.zeros((12, 3), np.float32)}, ValueError,
+                   "rank 3"),
+    "probe_rank_4": (lambda m: m, {"probe_inputs": np.zeros((12, 10, 3, 1))}, ValueError,
+                     "rank 3"),
+    "probe_features": (lambda m: m, {"probe_inputs": np.zeros((12, 10, 4))}, ValueError,
+                       r"Model 0 .*width 3.*4 features"),
+    "probe_nan": (lambda m: m, {"probe_inputs": np.full((12, 10, 3), np.nan)}, ValueError,
+                  "NaN"),
+    "traj_probe_count": (lambda m: [m[0], _traj(n_probes=7)], {}, ValueError,
+                         "Model 1 is a Trajectories recorded on 7"),
+    "traj_time_steps": (lambda m: [m[0], _traj(steps=6)], {}, ValueError,
+                        "Model 1: hidden states have 6 time steps"),
+    "raises": (lambda m: [m[0], m[1], Raising()], {}, ValueError,
+               r"Recording model 2 \(Raising\).*the model broke"),
+    "nan_hidden": (lambda m: [m[0], _traj(hidden_fill=np.nan)], {}, ValueError,
+                   r"Model 1 produced non-finite .*hidden"),
+    "inf_hidden": (lambda m: [_traj(hidden_fill=np.inf), m[1]], {}, ValueError,
+                   r"Model 0 produced non-finite .*hidden"),
+    "inf_outputs": (lambda m: [m[0], _traj(output_fill=-np.inf)], {}, ValueError,
+                    r"Model 1 produced non-finite .*outputs"),
+    "nan_module": (lambda m: [m[0], m[1], _nan_model()], {}, ValueError,
+                   r"Model 2 produced non-finite .*outputs"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_leaves_fitted_estimator_untouched(case, tiny_fitted, tiny_models):
+    make_X, params, error, match = BAD_INPUTS[case]
+    emb = tiny_fitted
+    before = dict(embeddings=emb.embeddings_.copy(), probes=emb.probe_inputs_.copy(),
+                  meta=state_snapshot(emb.meta_model_), history=len(emb.history_),
+                  scores=emb.emulation_scores_.output_r2.copy(), n=emb.n_models_)
+    meta_object = emb.meta_model_
+    emb.set_params(**params)
+    with pytest.raises(error, match=match):
+        emb.fit(make_X(tiny_models))
+    np.testing.assert_array_equal(emb.embeddings_, before["embeddings"])
+    np.testing.assert_array_equal(emb.probe_inputs_, before["probes"])
+    np.testing.assert_array_equal(emb.emulation_scores_.output_r2, before["scores"])
+    assert emb.meta_model_ is meta_object
+    assert_state_equal(emb.meta_model_, before["meta"])
+    assert len(emb.history_) == before["history"] and emb.n_models_ == before["n"]
+
+
+@pytest.mark.parametrize("case", ["not_a_model", "output_width", "raises", "nan_module",
+                                  "inf_outputs", "traj_probe_count"])
+def test_bad_input_to_transform(case, tiny_fitted, tiny_models):
+    make_X, _, error, match = BAD_INPUTS[case]
+    before = tiny_fitted.embeddings_.copy()
+    with pytest.raises(error, match=match):
+        tiny_fitted.transform(make_X(tiny_models))
+    with pytest.raises(error, match=match):
+        tiny_fitted.score(make_X(tiny_models))
+    np.testing.assert_array_equal(tiny_fitted.embeddings_, before)
+
+
+def test_transform_rejects_another_output_space(tiny_fitted):
+    with pytest.raises(ValueError, match="fitted on outputs of shape"):
+        tiny_fitted.transform([RecurrentNetwork(3, 2, hidden_size=8)])
+
+
+def test_unfitted_transform_raises(tiny_models):
+    from sklearn.exceptions import NotFittedError
+    with pytest.raises(NotFittedError):
+        DynamoEmbedder().transform(tiny_models)
+
+
+class Counting(nn.Module):
+    calls = 0
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x):
+        type(self).calls += 1
+        return self.rnn(x)[0]
+
+
+@pytest.mark.parametrize("params", [dict(n_components=0), dict(n_components=1.5),
+                                    dict(cell="transformer"), dict(lr=0.0), dict(max_epochs=0),
+                                    dict(validation_fraction=1.0), dict(recorder="hooks")])
+def test_invalid_params_raise_before_any_work(params, tiny_probes):
+    Counting.calls = 0
+    emb = tiny_embedder(tiny_probes, **params)
+    with pytest.raises(InvalidParameterError, match=next(iter(params))):
+        emb.fit([Counting(), Counting()])
+    assert Counting.calls == 0                     # nothing was recorded or trained
+    assert not hasattr(emb, "embeddings_")
+
+
+# -------------------------------------------------------------------------- divergence
+class CorruptWeights(Callback):
+    """Writes NaN into the meta-model's readout after ``after_batches`` batches."""
+
+    def __init__(self, after_batches=1):
+        self.after_batches = after_batches
+
+    def initialize(self):
+        self.seen_ = 0
+        return self
+
+    def on_batch_begin(self, net, **kwargs):
+        self.seen_ += 1
+        if self.seen_ > self.after_batches:
+            with torch.no_grad():
+                net.module_.meta.readout.weight.fill_(float("nan"))
+
+
+@pytest.mark.parametrize("params", [dict(lr=1e6), dict(callbacks=[CorruptWeights()])],
+                         ids=["huge_lr", "nan_weights"])
+def test_divergence_raises_without_nan_embeddings(params, tiny_models, tiny_probes):
+    emb = tiny_embedder(tiny_probes, max_epochs=5, **params)
+    with pytest.raises(DivergenceError, match="diverged"):
+        emb.fit(tiny_models)
+    assert not hasattr(emb, "embeddings_") and not hasattr(emb, "meta_model_")
+    assert issubclass(DivergenceError, Exception)
+
+
+def test_divergence_leaves_fitted_estimator_untouched(tiny_fitted, tiny_models):
+    before = tiny_fitted.embeddings_.copy()
+    meta = state_snapshot(tiny_fitted.meta_model_)
+    tiny_fitted.set_params(callbacks=[("corrupt", CorruptWeights(after_batches=0))])
+    with pytest.raises(DivergenceError):
+        tiny_fitted.fit(tiny_models)
+    np.testing.assert_array_equal(tiny_fitted.embeddings_, before)
+    assert np.all(np.isfinite(tiny_fitted.embeddings_))
+    assert_state_equal(tiny_fitted.meta_model_, meta)

@@ -224,10 +224,16 @@ def record_population(models, inputs, *, recorder="auto", n_jobs=None):
     """Record every model (``Trajectories`` pass through), in parallel threads.
 
     Threads, not processes: torch kernels release the GIL and modules need no pickling.
-    Errors name the offending model's index.
+    Errors name the offending model's index. A module listed several times is recorded
+    once: two threads hooking and switching the same module would mix their recordings.
     """
-    jobs = (delayed(_record_one)(i, m, inputs, recorder) for i, m in enumerate(models))
-    return Parallel(n_jobs=n_jobs, prefer="threads")(jobs)
+    first = {}
+    for i, m in enumerate(models):
+        first.setdefault(id(m), i)
+    unique = sorted(first.values())
+    jobs = (delayed(_record_one)(i, models[i], inputs, recorder) for i in unique)
+    done = dict(zip(unique, Parallel(n_jobs=n_jobs, prefer="threads")(jobs)))
+    return [done[first[id(m)]] for m in models]
 
 
 def check_trajectories(trajectories, n_probes, n_timesteps, offset=0):

@@ -358,3 +358,10 @@ def test_divergence_leaves_fitted_estimator_untouched(tiny_fitted, tiny_models):
     np.testing.assert_array_equal(tiny_fitted.embeddings_, before)
     assert np.all(np.isfinite(tiny_fitted.embeddings_))
     assert_state_equal(tiny_fitted.meta_model_, meta)
+
+
+def test_identical_models_share_an_embedding(tiny_models, tiny_probes):
+    twin = tiny_models[1]
+    emb = tiny_embedder(tiny_probes, n_jobs=2).fit([tiny_models[0], twin, tiny_models[2], twin])
+    np.testing.assert_allclose(emb.embeddings_[3], emb.embeddings_[1], atol=1e-6)
+    assert np.linalg.norm(emb.embeddings_[1] - emb.embeddings_[0]) > 1e-3

@@ -200,9 +200,9 @@ def test_record_population_passes_trajectories_through(probes, tiny_models):
     assert trs[1] is pre
     np.testing.assert_allclose(trs[0].hidden, record(tiny_models[0], probes).hidden)
     parallel = record_population([tiny_models[0], pre, tiny_models[2]], probes, n_jobs=2)
-    for a, b in zip(trs, parallel):
-        np.testing.assert_array_equal(a.hidden, b.hidden)
-        np.testing.assert_array_equal(a.outputs, b.outputs)
+    for a, b in zip(trs, parallel):                  # threads may differ by an ulp
+        np.testing.assert_allclose(a.hidden, b.hidden, atol=1e-6)
+        np.testing.assert_allclose(a.outputs, b.outputs, atol=1e-6)
 
 
 @pytest.mark.parametrize("make", [
@@ -272,3 +272,63 @@ def test_trajectories_accepts_last_step_outputs():
     tr = Trajectories(np.zeros((4, 5, 3)), np.zeros((4, 2)), name="m")
     assert tr.n_probes == 4 and tr.outputs.shape == (4, 2)
     assert "m" in repr(tr)
+
+
+class EncoderDecoder(nn.Module):
+    """Two recurrent submodules in sequence; the model returns a tuple."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.GRU(3, 5, batch_first=True)
+        self.dec = nn.LSTM(5, 7, batch_first=True)
+        self.readout = nn.Linear(7, 3)
+
+    def forward(self, x):
+        e, _ = self.enc(x)
+        d, (h, _) = self.dec(e)
+        return self.readout(d), h
+
+
+def test_several_recurrent_submodules_concatenate_units(probes):
+    model = _seeded(EncoderDecoder).eval()
+    tr = record(model, probes)
+    assert tr.hidden.shape == (7, 9, 12)
+    x = torch.from_numpy(probes)
+    with torch.no_grad():
+        e = model.enc(x)[0]
+        d = model.dec(e)[0]
+        y = model(x)[0]                            # a tuple output: its first element
+    np.testing.assert_allclose(tr.hidden, torch.cat([e, d], -1).numpy(), atol=1e-6)
+    np.testing.assert_allclose(tr.outputs, y.numpy(), atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections")
+@pytest.mark.parametrize("kind", ["bidirectional", "proj_size"])
+def test_multilayer_variants_end_with_the_layer_output(kind, probes):
+    if kind == "bidirectional":
+        rnn = _seeded(lambda: nn.GRU(3, 4, num_layers=2, batch_first=True, bidirectional=True))
+        width = 2 * 4
+    else:
+        rnn = _seeded(lambda: nn.LSTM(3, 6, num_layers=2, batch_first=True, proj_size=2))
+        width = 2
+    model = nn.Module()
+    model.rnn = rnn
+    model.forward = lambda x: model.rnn(x)[0]
+    tr = record(model, probes)
+    assert tr.hidden.shape == (7, 9, 2 * width)
+    with torch.no_grad():
+        top = rnn(torch.from_numpy(probes))[0].numpy()
+    np.testing.assert_allclose(tr.hidden[..., width:], top, atol=1e-5)
+    np.testing.assert_allclose(tr.outputs, top, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_jobs", [None, 2])
+def test_record_population_same_module_twice(n_jobs, probes, tiny_models):
+    model = tiny_models[1]
+    trs = record_population([model, tiny_models[0], model, model], probes, n_jobs=n_jobs)
+    expected = record(model, probes)
+    for i in (0, 2, 3):
+        assert trs[i].hidden.shape == expected.hidden.shape
+        np.testing.assert_allclose(trs[i].hidden, expected.hidden, atol=1e-6)
+        np.testing.assert_allclose(trs[i].outputs, expected.outputs, atol=1e-6)
+    assert all(len(m._forward_hooks) == 0 for m in model.modules())

@@ -30,7 +30,8 @@ import torch
 
 torch.set_num_threads(1)
 
-from skdynamo.datasets._flipflop_zoo import make_flipflop_population, make_flipflop_trials  # noqa: E402
+from skdynamo.datasets._flipflop_zoo import (make_flipflop_population,  # noqa: E402
+                                             make_flipflop_trials)
 from skdynamo.dynamics import (find_fixed_points, fixed_points_along_path,  # noqa: E402
                                fixed_points_on_grid, simulate_settled_states)
 
@@ -66,7 +67,7 @@ def bench_base(pop, x_check, results):
 
 
 def bench_slow(results):
-    print("\n== a GRU flip-flop trained on short (50-step) trials ==")
+    print("\n== a 3-bit GRU flip-flop of make_rnn_population (1000 steps on 50-step trials) ==")
     from skdynamo.datasets import make_flipflop, make_rnn_population
 
     with warnings.catch_warnings():
@@ -89,13 +90,13 @@ def bench_slow(results):
                            n_sim_5000=sim.n_attractors, n_unsettled_5000=sim.n_unsettled)
 
 
-def bench_meta(pop, x_check, results, out, max_epochs, n_components, hidden_size):
+def bench_meta(pop, x_check, results, out, max_epochs, n_components, hidden_size, seed=0):
     from skdynamo import DynamoEmbedder
 
     print("\n== meta-model: fixed points at each model's embedding ==")
     t0 = time.perf_counter()
     emb = DynamoEmbedder(n_components=n_components, probe_inputs=pop.probe_inputs,
-                         hidden_size=hidden_size, max_epochs=max_epochs, random_state=0)
+                         hidden_size=hidden_size, max_epochs=max_epochs, random_state=seed)
     emb.fit(pop.models)
     fit_s = time.perf_counter() - t0
     r2 = emb.emulation_scores_
@@ -140,7 +141,9 @@ def bench_meta(pop, x_check, results, out, max_epochs, n_components, hidden_size
     print("  count changes at t =", ", ".join(f"{path.t[k]:.2f} ({path.n_stable[k - 1]}->"
                                               f"{path.n_stable[k]})" for k in changes))
     checks = []
-    for k in np.linspace(0, 49, 6).astype(int):
+    # evenly spaced points, plus both sides of every change of the count
+    where = set(np.linspace(0, 49, 6).astype(int)) | set(changes) | set(changes - 1)
+    for k in sorted(int(k) for k in where):
         sim = simulate_settled_states(emb.model_at(path.embeddings[k]), x_check, n_initial=256,
                                       n_steps=3000, random_state=1)
         checks.append((float(path.t[k]), int(path.n_stable[k]), sim.n_attractors,
@@ -204,6 +207,7 @@ def main():
     parser.add_argument("--max-epochs", type=int, default=80)
     parser.add_argument("--n-components", type=int, default=2)
     parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0, help="random_state of the embedder")
     parser.add_argument("--json", default=None, help="write the figures measured here")
     args = parser.parse_args()
     results = {}
@@ -216,7 +220,7 @@ def main():
         bench_slow(results)
     if args.part in ("meta", "all"):
         bench_meta(pop, x_check, results, args.out, args.max_epochs, args.n_components,
-                   args.hidden_size)
+                   args.hidden_size, args.seed)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -121,7 +121,8 @@ def _r2(pred, target):
     p = pred.reshape(m, -1, pred.shape[-1])
     ss_res = ((p - t) ** 2).sum((1, 2))
     ss_tot = ((t - t.mean(1, keepdim=True)) ** 2).sum((1, 2))
-    return 1.0 - ss_res / ss_tot.clamp_min(1e-12)
+    # Floor per element: a (near-)constant target must not turn R^2 into -1e12.
+    return 1.0 - ss_res / ss_tot.clamp_min(1e-6 * t.shape[1] * t.shape[2])
 
 
 @torch.no_grad()

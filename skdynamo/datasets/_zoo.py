@@ -14,7 +14,7 @@ from sklearn.utils import Bunch, check_random_state
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from ._tasks import make_task
+from ._tasks import PULSE_TASKS, make_task
 
 __all__ = ["RecurrentNetwork", "get_data_home", "train_recurrent_network", "make_rnn_population",
            "permute_hidden_units"]
@@ -189,6 +189,11 @@ def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn"
     tasks, cells, hidden_sizes = list(tasks), list(cells), list(hidden_sizes)
     if not tasks or not cells or not hidden_sizes or n_seeds < 1:
         raise ValueError("tasks, cells and hidden_sizes must be non-empty and n_seeds >= 1.")
+    unknown = [t for t in tasks if t not in PULSE_TASKS]
+    bad_cells = [c for c in cells if c not in _CELLS]
+    if unknown or bad_cells:
+        raise ValueError(f"Unknown tasks {unknown} or cells {bad_cells}; tasks are "
+                         f"{sorted(PULSE_TASKS)} and cells {sorted(_CELLS)}.")
     task_params = dict(task_params or {})
     specs = [dict(task=t, cell=c, hidden_size=int(h), seed=int(s) + seed_offset,
                   task_params=task_params.get(t, {}))

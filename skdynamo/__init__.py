@@ -1,9 +1,20 @@
 """skdynamo: DYNAMO (dynamical model embedding) with a scikit-learn API."""
 
+from ._averager import DynamoAverager
+from ._cluster import DynamoCluster
 from ._embedder import DynamoEmbedder
 from ._net import DivergenceError
 from ._recording import Trajectories
+from ._semi_supervised import DynamoSemiSupervised
 
 __version__ = "0.1.0"
 
-__all__ = ["DivergenceError", "DynamoEmbedder", "Trajectories", "__version__"]
+__all__ = [
+    "DivergenceError",
+    "DynamoAverager",
+    "DynamoCluster",
+    "DynamoEmbedder",
+    "DynamoSemiSupervised",
+    "Trajectories",
+    "__version__",
+]

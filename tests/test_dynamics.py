@@ -469,3 +469,29 @@ def test_zoo_flipflops_form_2_to_the_bits_attractors(bits):
         fp = find_fixed_points(model, x, random_state=0)
         sim = simulate_settled_states(model, x, random_state=1)
         assert fp.n_stable == sim.n_attractors == 2 ** bits
+
+
+def test_with_a_fitted_dynamo_embedder():
+    """Integration with the real embedder: model_at, embeddings_ and probe_inputs_."""
+    from skdynamo import DynamoEmbedder
+    from skdynamo.datasets import RecurrentNetwork
+
+    torch.manual_seed(0)
+    models = [RecurrentNetwork(3, 3, hidden_size=6, cell=c) for c in ("rnn", "gru", "lstm")]
+    probes = np.random.default_rng(0).standard_normal((16, 12, 3)).astype(np.float32)
+    emb = DynamoEmbedder(n_components=2, probe_inputs=probes, hidden_size=8, max_epochs=2,
+                         random_state=0).fit(models)
+    net = emb.model_at(emb.embeddings_[0])
+    fp = find_fixed_points(net, probes, n_initial=32, random_state=0)
+    sim = simulate_settled_states(net, probes, n_initial=32, random_state=0)
+    assert fp.points.shape[1] == 8 and sim.n_attractors == fp.n_stable
+    path = fixed_points_along_path(emb, 0, 2, n_points=4, n_initial=16, random_state=0)
+    assert path.embeddings.shape == (4, 2)
+    np.testing.assert_allclose(path.embeddings[[0, -1]], emb.embeddings_[[0, 2]])
+    assert path.fixed_points[0].n_stable == fp.n_stable
+    grid = fixed_points_on_grid(emb, grid_size=2, n_initial=8, random_state=0)
+    assert grid.n_stable.shape == (2, 2)
+    with pytest.raises(ValueError, match="out of range"):
+        fixed_points_along_path(emb, 0, 7)
+    with pytest.raises(ValueError, match="not fitted"):
+        fixed_points_along_path(DynamoEmbedder(), 0, 1)

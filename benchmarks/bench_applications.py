@@ -45,7 +45,9 @@ from skdynamo.baselines import (OutputSpaceEmbedding, WeightSpaceEmbedding,  # n
 from skdynamo.datasets import (RecurrentNetwork, make_flipflop,  # noqa: E402
                                make_leaky_integration, make_rnn_population,
                                permute_hidden_units)
-from skdynamo.datasets._families import make_family_population  # noqa: E402
+from skdynamo.datasets._families import (make_classifier_population,  # noqa: E402
+                                         make_family_population,
+                                         make_sequence_classification)
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN, N_STEPS = 16, 800
@@ -171,6 +173,89 @@ def bench_semi(res, sizes=(2, 5, 10, 20, 50), repeats=3, held_out=0.15):
     return out
 
 
+def _error(model, X, y):
+    with torch.no_grad():
+        return float((model(torch.as_tensor(X))[:, -1].argmax(1).numpy() != y).mean())
+
+
+def _ce(model, X, y):
+    with torch.no_grad():
+        return float(torch.nn.functional.cross_entropy(model(torch.as_tensor(X))[:, -1],
+                                                       torch.as_tensor(y)))
+
+
+def _train_cls(X, y, *, init=None, steps=300, lr=1e-2, seed=0):
+    torch.manual_seed(seed)
+    if init is None:
+        net = RecurrentNetwork(3, 3, HIDDEN, "gru")
+    else:
+        net = RecurrentNetwork(3, 3, init.rnn.hidden_size, init.cell)
+        net.load_state_dict(init.state_dict())
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    x, t = torch.as_tensor(X), torch.as_tensor(y)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(net(x)[:, -1], t)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+    return net.eval()
+
+
+def bench_semi_cls(res, sizes=(2, 5, 10, 20, 50), repeats=3, held_out=0.15):
+    pop = make_classifier_population(leaks=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4), n_seeds=2,
+                                     n_steps=N_STEPS)
+    t0 = time.perf_counter()
+    emb = _embedder(pop.probe_inputs).fit(pop.models)
+    fit_s = time.perf_counter() - t0
+    frozen = FrozenEstimator(emb)
+    Xt, yt = make_sequence_classification(1000, 50, leak=held_out, random_state=777)
+    Xu, _ = make_sequence_classification(200, 50, leak=held_out, random_state=778)
+    member_test = np.array([_error(m, Xt, yt) for m in pop.models])
+    curves = {k: np.zeros((repeats, len(sizes))) for k in
+              ("dynamo", "fresh", "finetune", "nearest")}
+    t_dss = []
+    for r in range(repeats):
+        for j, n in enumerate(sizes):
+            Xl, yl = make_sequence_classification(n, 50, leak=held_out,
+                                                  random_state=1000 * r + n)
+            X = np.concatenate([Xl, Xu])
+            ysemi = np.concatenate([yl, np.full(len(Xu), -1)])
+            t = time.perf_counter()
+            dss = DynamoSemiSupervised(frozen, random_state=r).fit(X, ysemi)
+            t_dss.append(time.perf_counter() - t)
+            curves["dynamo"][r, j] = float((dss.predict(Xt) != yt).mean())
+            curves["fresh"][r, j] = _error(_train_cls(Xl, yl, seed=r), Xt, yt)
+            nearest = min(range(len(pop.models)),
+                          key=lambda i: (_error(pop.models[i], Xl, yl),
+                                         _ce(pop.models[i], Xl, yl)))
+            curves["nearest"][r, j] = member_test[nearest]
+            curves["finetune"][r, j] = _error(
+                _train_cls(Xl, yl, init=pop.models[nearest], steps=100, lr=3e-3, seed=r),
+                Xt, yt)
+        print(f"  repeat {r}: done", flush=True)
+    med = {k: np.median(v, 0) for k, v in curves.items()}
+    i10 = sizes.index(10)
+    out = dict(sizes=list(sizes), repeats=repeats, held_out_leak=held_out,
+               population_values=pop.value.tolist(), member_accuracy=pop.score.tolist(),
+               best_member_error=float(member_test.min()),
+               chance_error=float(1 - np.bincount(yt).max() / len(yt)),
+               curves={k: v.tolist() for k, v in curves.items()},
+               median={k: v.tolist() for k, v in med.items()},
+               ratio_at_10=float(med["dynamo"][i10] / max(med["fresh"][i10], 1e-12)),
+               embedder_fit_s=fit_s, dss_fit_s_median=float(np.median(t_dss)))
+    res["semi_cls"] = out
+    print(f"\n== Semi-supervised classification: leaky 'which channel leads', population leaks "
+          f"{sorted(set(pop.value.tolist()))}, held-out leak {held_out} ==")
+    print(f"  test error rate (median of {repeats} label draws; best population member "
+          f"{out['best_member_error']:.3f}; majority class {out['chance_error']:.3f})")
+    print("  labels " + "".join(f"{n:>9d}" for n in sizes))
+    for k in ("dynamo", "fresh", "finetune", "nearest"):
+        print(f"  {k:<7}" + "".join(f"{v:9.3f}" for v in med[k]))
+    print(f"  at 10 labels: DYNAMO / fresh = {out['ratio_at_10']:.3f} (target <= 0.5)")
+    return out
+
+
 # ---------------------------------------------------------------------- clustering
 def _twin_ratio(Z, n):
     """Z: n models then their n twins, in the same order."""
@@ -282,6 +367,20 @@ def plot(res, folder):
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(folder / "semi_supervised.png", dpi=120)
+    if "semi_cls" in res:
+        s = res["semi_cls"]
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for k, lab in (("dynamo", "DynamoSemiSupervised"), ("fresh", "fresh GRU"),
+                       ("finetune", "fine-tuned nearest member"),
+                       ("nearest", "nearest member")):
+            ax.plot(s["sizes"], s["median"][k], "o-", label=lab)
+        ax.axhline(s["chance_error"], ls=":", c="k", lw=0.8, label="majority class")
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled sequences")
+        ax.set_ylabel(f"test error rate (leak {s['held_out_leak']})")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "semi_supervised_classification.png", dpi=120)
     if "cluster" in res:
         m = res["cluster"]["mixed"]
         Z = np.array(m["embeddings"])
@@ -300,8 +399,8 @@ def plot(res, folder):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="+", choices=["averaging", "semi", "cluster"],
-                        default=["averaging", "semi", "cluster"])
+    sections = ["averaging", "semi_cls", "semi", "cluster"]
+    parser.add_argument("--only", nargs="+", choices=sections, default=sections)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     out_file = ROOT / "benchmarks" / "results" / "applications.json"
@@ -310,6 +409,8 @@ def main():
     t0 = time.perf_counter()
     if "averaging" in args.only:
         bench_averaging(res)
+    if "semi_cls" in args.only:
+        bench_semi_cls(res, repeats=args.repeats)
     if "semi" in args.only:
         bench_semi(res, repeats=args.repeats)
     if "cluster" in args.only:

@@ -23,13 +23,16 @@ _MAX_SEED = np.iinfo(np.int32).max
 
 
 def _bandwidth(Z):
-    """Kernel width of the prior: median nearest-neighbour distance of the population."""
-    if len(Z) < 2:
-        return 1.0
-    d = np.sqrt(((Z[:, None] - Z[None]) ** 2).sum(-1))
-    np.fill_diagonal(d, np.inf)
-    bw = float(np.median(d.min(1)))
-    return bw if np.isfinite(bw) and bw > 1e-6 else max(float(Z.std()), 1e-3)
+    """Kernel width of the prior: Scott's rule on the population's embeddings.
+
+    Broad enough to let ``theta`` move between members (a nearest-neighbour width would
+    pin it to the closest member when seeds of one task sit on top of each other).
+    """
+    n, d = Z.shape
+    spread = float(np.mean(Z.std(0))) if n > 1 else 0.0
+    if not np.isfinite(spread) or spread <= 1e-6:
+        spread = max(float(np.abs(Z).mean()), 1.0)
+    return spread * n ** (-1.0 / (d + 4))
 
 
 def _may_predict_proba(self):
@@ -47,10 +50,10 @@ class DynamoSemiSupervised(BaseEstimator):
     ``y`` (some missing), this estimator finds the ``theta`` whose network best fits the
     labelled sequences, starting from the best ``n_starts`` population members. A prior
     (a Gaussian kernel density on the population's embeddings) keeps ``theta`` on the
-    population's manifold, so a handful of labels is enough to pick a solution the
-    population "knows". Unlabelled sequences are used too: entropy minimisation of the
-    predicted classes (classification) or consistency under small input noise
-    (regression).
+    population's manifold (bandwidth by Scott's rule), so a handful of labels is enough
+    to pick a solution the population "knows". Unlabelled sequences are used too:
+    entropy minimisation of the predicted classes (classification) or consistency under
+    small input noise (regression).
 
     Classification follows scikit-learn's semi-supervised convention (``y == -1`` marks
     unlabelled samples); the class is the argmax of the network's last-step outputs, so

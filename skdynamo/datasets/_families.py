@@ -173,6 +173,10 @@ def train_sequence_classifier(cell="gru", hidden_size=16, *, leak=0.1, n_steps=8
     return model, acc
 
 
+def _key(config):
+    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _train_classifier_member(spec, common):
     with threadpool_limits(1):
         n_threads = torch.get_num_threads()
@@ -221,8 +225,7 @@ data_home, download_if_missing, n_jobs, verbose
     common = dict(n_steps=n_steps, n_timesteps=n_timesteps, n_channels=n_channels, version=1)
     folder = get_data_home(data_home) / "classifier_population"
     folder.mkdir(exist_ok=True)
-    key = lambda d: hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]  # noqa: E731
-    paths = [folder / f"{key({**s, **common})}.pt" for s in specs]
+    paths = [folder / f"{_key({**s, **common})}.pt" for s in specs]
     todo = [i for i, p in enumerate(paths) if not p.exists()]
     if todo and not download_if_missing:
         raise OSError(f"{len(todo)} members are not cached in {folder} and "

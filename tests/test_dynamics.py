@@ -267,6 +267,8 @@ def test_module_holding_a_layer_and_lstm_joint_state():
     assert sim.n_attractors == fp.n_stable
     for k, v in net.state_dict().items():  # the caller's module is untouched
         assert torch.equal(v, before[k]) and v.dtype == torch.float32
+    assert net.training  # training flag restored after recording
+    assert not net.rnn._forward_pre_hooks  # hook removed
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -51,11 +51,11 @@ def _layer_kind(layer):
 
 
 def _layer_weights(layer):
-    w_ih = layer.weight_ih_l0.detach().to(torch.float64).clone()
-    w_hh = layer.weight_hh_l0.detach().to(torch.float64).clone()
+    w_ih = layer.weight_ih_l0.detach().cpu().to(torch.float64).clone()
+    w_hh = layer.weight_hh_l0.detach().cpu().to(torch.float64).clone()
     if layer.bias:
-        b_ih = layer.bias_ih_l0.detach().to(torch.float64).clone()
-        b_hh = layer.bias_hh_l0.detach().to(torch.float64).clone()
+        b_ih = layer.bias_ih_l0.detach().cpu().to(torch.float64).clone()
+        b_hh = layer.bias_hh_l0.detach().cpu().to(torch.float64).clone()
     else:
         b_ih = b_hh = torch.zeros(w_ih.shape[0], dtype=torch.float64)
     return w_ih, w_hh, b_ih, b_hh
@@ -166,7 +166,7 @@ class _LayerSystem(_System):
     def initial_state(self, batch):
         if self._init is not None:
             with torch.no_grad():
-                return self._init(batch).to(torch.float64)
+                return self._init(batch).detach().cpu().to(torch.float64)
         return super().initial_state(batch)
 
     def layer_inputs(self, inputs):
@@ -179,17 +179,21 @@ class _LayerSystem(_System):
             seen.append(args[0].detach())
 
         handle = self._layer.register_forward_pre_hook(hook)
+        ref = next(self._module.parameters())
+        was_training = self._module.training
+        self._module.eval()  # no dropout while recording; the flag is restored below
         try:
             with torch.no_grad():
-                self._module(inputs.to(next(self._module.parameters()).dtype))
+                self._module(inputs.to(device=ref.device, dtype=ref.dtype))
         except RuntimeError as exc:
             raise ValueError(f"inputs of shape {tuple(inputs.shape)} could not be run through "
                              f"{self.name}: {exc}") from exc
         finally:
             handle.remove()
+            self._module.train(was_training)
         if not seen:
             raise ValueError(f"Running {self.name} on inputs never called its recurrent layer.")
-        seq = seen[0].to(torch.float64)
+        seq = seen[0].cpu().to(torch.float64)
         if not self._layer.batch_first:
             seq = seq.transpose(0, 1)
         return seq
@@ -199,7 +203,7 @@ class _StepSystem(_System):
     """Update given by the module's own ``recurrent_step(x_t, h)``."""
 
     def __init__(self, module):
-        self._module = copy.deepcopy(module).to(torch.float64).eval()
+        self._module = copy.deepcopy(module).cpu().to(torch.float64).eval()
         self.name = _module_name(module)
         size = getattr(module, "hidden_size", None)
         if size is None and hasattr(module, "initial_state"):
@@ -217,7 +221,7 @@ class _StepSystem(_System):
     def initial_state(self, batch):
         if hasattr(self._module, "initial_state"):
             with torch.no_grad():
-                return self._module.initial_state(batch).to(torch.float64)
+                return self._module.initial_state(batch).detach().cpu().to(torch.float64)
         return super().initial_state(batch)
 
 
@@ -235,7 +239,7 @@ def as_system(system):
             and isinstance(theta, torch.Tensor) and hasattr(system, "recurrent_step")):
         layer = meta.rnn
         _check_layer(layer, f"{_module_name(system)}.meta.rnn")
-        if layer.input_size > theta.numel() and layer.batch_first:
+        if layer.input_size > theta.numel():
             init = system.initial_state if hasattr(system, "initial_state") else None
             return _LayerSystem(layer, extra=theta.detach().cpu().numpy(), init=init,
                                 name=_module_name(system))

@@ -4,8 +4,10 @@ from ._averager import DynamoAverager
 from ._cluster import DynamoCluster
 from ._embedder import DynamoEmbedder
 from ._net import DivergenceError
+from ._persistence import load_weights, save_weights
 from ._recording import Trajectories
 from ._semi_supervised import DynamoSemiSupervised
+from ._standalone import StandaloneRNN
 
 __version__ = "0.1.0"
 
@@ -15,6 +17,9 @@ __all__ = [
     "DynamoCluster",
     "DynamoEmbedder",
     "DynamoSemiSupervised",
+    "StandaloneRNN",
     "Trajectories",
     "__version__",
+    "load_weights",
+    "save_weights",
 ]

@@ -1,0 +1,296 @@
+"""Save and load fitted weights without pickling code.
+
+``pickle``/``joblib`` round-trip every skdynamo estimator, but loading such a file runs
+whatever code it names: trusted files only. :func:`save_weights` writes a file that
+:func:`load_weights` reads with ``torch.load(weights_only=True)``: tensors, numbers,
+strings, lists and dicts, nothing that can execute. What a file holds:
+
+* a :class:`DynamoEmbedder`: its constructor parameters, the meta-model's ``state_dict``
+  and constructor sizes, and every fitted array; it loads back as a fitted embedder whose
+  ``transform`` gives the same result;
+* a :class:`DynamoAverager` / :class:`DynamoSemiSupervised` (or a
+  :class:`~skdynamo.StandaloneRNN`): the network they built (``averaged_model_`` /
+  ``model_``), which loads back as a ``StandaloneRNN``.
+"""
+
+import io
+import json
+import os
+import pickle
+import warnings
+import zipfile
+
+import numpy as np
+import torch
+from sklearn.utils import Bunch
+
+__all__ = ["save_weights", "load_weights", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "skdynamo-weights"
+#: Bumped when a file written by this version cannot be read by older ones.
+FORMAT_VERSION = 1
+
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _version():
+    from . import __version__
+    return __version__
+
+
+# ------------------------------------------------------------------ encoding
+def _encode(value, where):
+    """numpy/tuples/Bunch -> what ``torch.load(weights_only=True)`` accepts."""
+    if isinstance(value, _PLAIN):
+        # Exact builtins only: a str/int subclass (torch's TorchVersion) pickles its class.
+        return value if value is None else next(
+            t(value) for t in (bool, int, float, str) if isinstance(value, t))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise TypeError(f"{where} is an object array, which a weights file cannot hold.")
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value).copy())}
+    if isinstance(value, torch.Tensor):
+        return {"__tensor__": value.detach().cpu().clone()}
+    if isinstance(value, torch.device):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        items = [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError(f"{where} has non-string keys.")
+        kind = "__bunch__" if isinstance(value, Bunch) else "__dict__"
+        return {kind: {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}}
+    raise TypeError(f"{where} is a {type(value).__name__}, which a weights file cannot hold.")
+
+
+def _decode(value):
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__ndarray__" in value:
+        return value["__ndarray__"].numpy().copy()
+    if "__tensor__" in value:
+        return value["__tensor__"]
+    if "__tuple__" in value:
+        return tuple(_decode(v) for v in value["__tuple__"])
+    if "__bunch__" in value:
+        return Bunch(**{k: _decode(v) for k, v in value["__bunch__"].items()})
+    if "__dict__" in value:
+        return {k: _decode(v) for k, v in value["__dict__"].items()}
+    raise ValueError(f"unknown entry {sorted(value)}")
+
+
+def _module_record(module, config_keys):
+    return {"config": {k: getattr(module, k) for k in config_keys},
+            "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}}
+
+
+_META_KEYS = ("n_inputs", "n_outputs", "n_components", "hidden_size", "cell")
+_STANDALONE_KEYS = ("n_inputs", "n_outputs", "hidden_size", "cell")
+
+
+def _embedder_record(est):
+    from sklearn.utils.validation import check_is_fitted
+    check_is_fitted(est)
+    params, unstored = {}, []
+    for name, value in est.get_params(deep=False).items():
+        if name == "callbacks" and not value:
+            params[name] = None
+            continue
+        try:
+            params[name] = _encode(value, f"parameter {name}")
+        except TypeError:
+            unstored.append(name)    # a callable recorder, callbacks: code, never stored
+    fitted = {}
+    for name, value in vars(est).items():
+        if name in params or name in unstored or name in ("meta_model_", "history_"):
+            continue
+        fitted[name] = _encode(value, f"attribute {name}")
+    history = getattr(est, "history_", None)
+    return {
+        "params": params, "unstored_params": unstored, "fitted": fitted,
+        "meta_model": _module_record(est.meta_model_, _META_KEYS),
+        "history": None if history is None else json.dumps(list(history), default=str),
+    }
+
+
+# ------------------------------------------------------------------ public API
+def save_weights(estimator, path):
+    """Write a fitted estimator's weights to ``path`` in a format that runs no code on load.
+
+    Parameters
+    ----------
+    estimator : DynamoEmbedder, DynamoAverager, DynamoSemiSupervised or StandaloneRNN
+        Fitted. For an averager or a semi-supervised estimator the network it built is
+        saved (``averaged_model_`` / ``model_``).
+    path : str or path-like
+        Written atomically (a partial file never replaces a good one).
+
+    Notes
+    -----
+    Constructor parameters that are code (a callable ``recorder``, ``callbacks``) are not
+    stored; :func:`load_weights` asks for them back.
+
+    Examples
+    --------
+    >>> import tempfile, os, torch
+    >>> from skdynamo import DynamoEmbedder, save_weights, load_weights
+    >>> from skdynamo.datasets import RecurrentNetwork
+    >>> _ = torch.manual_seed(0)
+    >>> models = [RecurrentNetwork(3, 3, hidden_size=8) for _ in range(3)]
+    >>> emb = DynamoEmbedder(hidden_size=8, max_epochs=2, random_state=0).fit(models)
+    >>> path = os.path.join(tempfile.mkdtemp(), "embedder.pt")
+    >>> save_weights(emb, path)
+    >>> import numpy as np
+    >>> np.array_equal(load_weights(path).transform(models), emb.transform(models))
+    True
+    """
+    from ._embedder import DynamoEmbedder
+    from ._standalone import StandaloneRNN
+
+    record = {"format": FORMAT, "format_version": FORMAT_VERSION,
+              "skdynamo_version": _version(), "torch_version": str(torch.__version__)}
+    if isinstance(estimator, DynamoEmbedder):
+        record.update(kind="DynamoEmbedder", embedder=_embedder_record(estimator))
+    else:
+        net = estimator
+        if not isinstance(estimator, StandaloneRNN):
+            from sklearn.utils.validation import check_is_fitted
+            net = getattr(estimator, "averaged_model_", getattr(estimator, "model_", None))
+            if not isinstance(net, StandaloneRNN):
+                if hasattr(estimator, "fit"):
+                    check_is_fitted(estimator)
+                raise TypeError(
+                    f"save_weights takes a DynamoEmbedder, DynamoAverager, "
+                    f"DynamoSemiSupervised or StandaloneRNN, got {type(estimator).__name__}. "
+                    "Save other estimators with joblib.dump (and load them from trusted "
+                    "sources only).")
+        record.update(kind="StandaloneRNN", module=_module_record(net, _STANDALONE_KEYS),
+                      source=type(estimator).__name__)
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        torch.save(record, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _read(path):
+    try:
+        with warnings.catch_warnings():
+            # "Detected pickle protocol 4 ...": a foreign pickle, reported below instead.
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc):  # torch's weights-only unpickler met a class or function
+            raise ValueError(
+                f"{path!r} holds pickled Python objects, which skdynamo refuses to load: it "
+                "was not written by skdynamo.save_weights. If you trust its source, it may be "
+                "a joblib/pickle file (joblib.load runs the code it names).") from None
+        raise ValueError(f"{path!r} is not a readable skdynamo weights file (corrupt or "
+                         f"truncated): {str(exc).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
+            io.UnsupportedOperation) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path!r} is not a readable skdynamo weights file (corrupt or "
+                         f"truncated): {msg}") from None
+
+
+def _check_record(record, path):
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is a torch file but not a skdynamo weights file (no "
+                         f"'format': {FORMAT!r} entry); write one with skdynamo.save_weights.")
+    version = record.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r} was written by skdynamo {record.get('skdynamo_version', '?')} in "
+            f"weights format {version!r}; this skdynamo ({_version()}) reads formats up to "
+            f"{FORMAT_VERSION}. Upgrade skdynamo to load it.")
+    if record.get("kind") not in ("DynamoEmbedder", "StandaloneRNN"):
+        raise ValueError(f"{path!r} holds an unknown kind of weights: {record.get('kind')!r}.")
+
+
+def _build_module(cls, record, path):
+    try:
+        module = cls(**record["config"])
+        module.load_state_dict(record["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path!r}: the stored {cls.__name__} weights do not match their "
+                         f"configuration (damaged file?): {msg}") from None
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
+
+
+def load_weights(path, **params):
+    """Load what :func:`save_weights` wrote, with ``torch.load(weights_only=True)``.
+
+    Parameters
+    ----------
+    path : str or path-like
+    **params
+        Constructor parameters that were not stored because they are code (a callable
+        ``recorder``, ``callbacks``), or overrides such as ``device``/``n_jobs``.
+
+    Returns
+    -------
+    DynamoEmbedder or StandaloneRNN
+        A fitted embedder (``transform`` works, ``fit`` retrains from scratch), or the
+        network an averager / semi-supervised estimator built, on the CPU.
+
+    Raises
+    ------
+    ValueError
+        The file is corrupt, not a skdynamo weights file, or from a newer format.
+    """
+    from ._embedder import DynamoEmbedder
+    from ._standalone import StandaloneRNN
+    from .nn import ConditionedRNN
+
+    path = os.fspath(path)
+    record = _read(path)
+    _check_record(record, path)
+    if record["kind"] == "StandaloneRNN":
+        if params:
+            raise TypeError(f"A StandaloneRNN takes no parameters; got {sorted(params)}.")
+        return _build_module(StandaloneRNN, record["module"], path)
+    rec = record["embedder"]
+    missing = [p for p in rec["unstored_params"] if p not in params]
+    if missing:
+        raise ValueError(f"{path!r} was saved from an embedder whose parameters {missing} are "
+                         "code, which a weights file does not store; pass them back: "
+                         f"load_weights(path, {missing[0]}=...).")
+    try:
+        est_params = {k: _decode(v) for k, v in rec["params"].items()}
+        fitted = {k: _decode(v) for k, v in rec["fitted"].items()}
+    except (KeyError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path!r}: damaged embedder record ({exc}).") from None
+    est_params.update(params)
+    est = DynamoEmbedder()
+    try:
+        est.set_params(**est_params)
+    except ValueError as exc:
+        raise ValueError(f"{path!r} stores parameters this skdynamo does not know "
+                         f"({str(exc).splitlines()[0]}); it may come from another "
+                         "version.") from None
+    meta = _build_module(ConditionedRNN, rec["meta_model"], path)
+    fitted.pop("_device", None)
+    device = str(est.device) if est.device != "auto" else (
+        "cuda" if torch.cuda.is_available() else "cpu")
+    for k, v in fitted.items():
+        setattr(est, k, v)
+    est._device = device
+    est.meta_model_ = meta.to(device)
+    if rec.get("history") is not None:
+        from skorch.history import History
+        est.history_ = History(json.loads(rec["history"]))
+    return est

@@ -42,8 +42,9 @@ def _line(*cols, widths=None):
 
 def bench_base(pop, x_check, results):
     print("\n== base models: stable fixed points vs 2**bits vs simulation ==")
-    w = (3, 5, 5, 5, 7, 7, 7, 6, 8)
-    print(_line("#", "bits", "cell", "2^b", "found", "unstab", "sim", "slow", "time_s", widths=w))
+    w = (3, 5, 5, 5, 7, 7, 12, 7, 6, 8)
+    print(_line("#", "bits", "cell", "2^b", "found", "unstab", "by modes", "sim", "slow",
+                "time_s", widths=w))
     rows, times = [], []
     for i, model in enumerate(pop.models):
         t0 = time.perf_counter()
@@ -53,12 +54,15 @@ def bench_base(pop, x_check, results):
                                       random_state=1)
         times.append(dt)
         expect = 2 ** int(pop.n_bits[i])
+        modes = np.bincount(fp.n_unstable_modes, minlength=4)[1:]
         rows.append(dict(n_bits=int(pop.n_bits[i]), cell=str(pop.cell[i]), expected=expect,
                          n_stable=fp.n_stable, n_unstable=fp.n_unstable,
+                         unstable_by_modes=modes.tolist(),
                          n_sim=sim.n_attractors, n_unsettled=sim.n_unsettled, n_slow=fp.n_slow,
                          time_s=dt))
         print(_line(i, pop.n_bits[i], pop.cell[i], expect, fp.n_stable, fp.n_unstable,
-                    f"{sim.n_attractors}/{sim.n_unsettled}u", fp.n_slow, f"{dt:.2f}", widths=w))
+                    "/".join(str(m) for m in modes), f"{sim.n_attractors}/{sim.n_unsettled}u",
+                    fp.n_slow, f"{dt:.2f}", widths=w))
     ok = [r["n_stable"] == r["expected"] == r["n_sim"] for r in rows]
     print(f"finder == 2**bits == simulation for {sum(ok)}/{len(ok)} models; time per system "
           f"(256 initial states): median {np.median(times):.2f} s, max {np.max(times):.2f} s")

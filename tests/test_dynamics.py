@@ -497,3 +497,15 @@ def test_with_a_fitted_dynamo_embedder():
         fixed_points_along_path(emb, 0, 7)
     with pytest.raises(ValueError, match="not fitted"):
         fixed_points_along_path(DynamoEmbedder(), 0, 1)
+
+
+def test_midpoint_search_finds_the_saddle_between_attractors():
+    # Trajectories sit in the two wells of h -> tanh(2h + x); only the second pass, from
+    # the midpoint of the two attractors, reaches the saddle at 0.
+    kw = dict(inputs=kicks(), constant_input=[0.0], n_initial=32, noise=0.0, random_state=0)
+    without = find_fixed_points(ToyEmulated([0.0]), midpoints=False, **kw)
+    with_mid = find_fixed_points(ToyEmulated([0.0]), **kw)
+    assert (without.n_stable, without.n_unstable) == (2, 0)
+    assert (with_mid.n_stable, with_mid.n_unstable) == (2, 1)
+    np.testing.assert_allclose(with_mid.points[with_mid.stability == "unstable"], [[0.0]],
+                               atol=1e-10)

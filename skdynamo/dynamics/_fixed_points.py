@@ -325,8 +325,42 @@ def _check_params(n_initial, tol, max_iter, slow_tol, dedup_tol):
             raise ValueError(f"{name} must be a positive number, got {v!r}.")
 
 
+_MAX_MIDPOINT_SOURCES = 32
+
+
+def _search_midpoints(step, xs, per_group, tol, max_iter, dedup_tol, rng):
+    """Second pass from the midpoint of every pair of fixed points found in the first.
+
+    Saddles separating two attractors lie between them, where states sampled from
+    trajectories (which sit near attractors) rarely start.
+    """
+    starts, xrows, owner = [], [], []
+    for g, (hg, sg, fg) in enumerate(per_group):
+        ok = fg & (sg <= tol)
+        pts = hg[ok][_dedup(hg[ok], sg[ok], dedup_tol)]
+        if len(pts) > _MAX_MIDPOINT_SOURCES:
+            pts = pts[rng.choice(len(pts), _MAX_MIDPOINT_SOURCES, replace=False)]
+        i, j = np.triu_indices(len(pts), k=1)
+        if len(i):
+            starts.append(0.5 * (pts[i] + pts[j]))
+            xrows.append(xs[g][:1].expand(len(i), -1))
+            owner.append(np.full(len(i), g))
+    if not starts:
+        return per_group
+    h, speed = _refine(step, torch.cat(xrows), torch.from_numpy(np.concatenate(starts)), tol,
+                       max_iter)
+    finite = (torch.isfinite(speed) & torch.isfinite(h).all(dim=1)).numpy()
+    h, speed, owner = h.numpy(), speed.numpy(), np.concatenate(owner)
+    out = []
+    for g, (hg, sg, fg) in enumerate(per_group):
+        sel = (owner == g) & finite  # non-finite second-pass rows are simply not kept
+        out.append((np.concatenate([hg, h[sel]]), np.concatenate([sg, speed[sel]]),
+                    np.concatenate([fg, np.ones(sel.sum(), dtype=bool)])))
+    return out
+
+
 def _find_group(systems, inputs, constant_input, initial_states, n_initial, noise, tol,
-                max_iter, dedup_tol, slow_tol, eig_tol, rng):
+                max_iter, dedup_tol, slow_tol, eig_tol, rng, midpoints=True):
     """Find fixed points of several systems sharing one update (same weights) at once.
 
     ``systems`` differ only in their fixed extra input (meta-model embedding), so their
@@ -344,21 +378,26 @@ def _find_group(systems, inputs, constant_input, initial_states, n_initial, nois
     x, h0 = torch.cat(xs), torch.cat(hs)
     h, speed = _refine(step, x, h0, tol, max_iter)
     finite = torch.isfinite(speed) & torch.isfinite(h).all(dim=1)
-    results = []
     bounds = np.cumsum([0] + sizes)
-    for g, sys in enumerate(systems):
-        lo, hi = bounds[g], bounds[g + 1]
-        hg, sg, fg = h[lo:hi].numpy(), speed[lo:hi].numpy(), finite[lo:hi].numpy()
+    per_group = [(h[lo:hi].numpy(), speed[lo:hi].numpy(), finite[lo:hi].numpy())
+                 for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for g, (hg, sg, fg) in enumerate(per_group):
         if not fg.all():
-            warnings.warn(f"{int((~fg).sum())} of {len(fg)} initial states of {sys.name} led to "
-                          "non-finite updates and were dropped.", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"{int((~fg).sum())} of {len(fg)} initial states of {systems[g].name} "
+                          "led to non-finite updates and were dropped.", RuntimeWarning,
+                          stacklevel=3)
+    if midpoints:
+        per_group = _search_midpoints(step, xs, per_group, tol, max_iter, dedup_tol, rng)
+    results = []
+    for g, sys in enumerate(systems):
+        hg, sg, fg = per_group[g]
         fixed = fg & (sg <= tol)
         slow = fg & ~fixed & (sg <= slow_tol)
         pts, spd = hg[fixed], sg[fixed]
         keep = _dedup(pts, spd, dedup_tol)
         pts, spd = pts[keep], spd[keep]
         if len(pts):
-            jac = jacobian(step, x[lo:lo + len(pts)], torch.from_numpy(pts)).numpy()
+            jac = jacobian(step, xs[g][:1].expand(len(pts), -1), torch.from_numpy(pts)).numpy()
         else:
             jac = np.zeros((0, sys.state_size, sys.state_size))
         s_pts, s_spd = hg[slow], sg[slow]
@@ -379,7 +418,7 @@ def _find_group(systems, inputs, constant_input, initial_states, n_initial, nois
 
 def find_fixed_points(system, inputs=None, *, constant_input=None, initial_states=None,
                       n_initial=256, noise=0.1, tol=1e-8, max_iter=200, dedup_tol=1e-4,
-                      slow_tol=1e-2, eig_tol=1e-5, random_state=None):
+                      slow_tol=1e-2, eig_tol=1e-5, midpoints=True, random_state=None):
     """Find the fixed points of a recurrent system at a constant input, and their stability.
 
     Parameters
@@ -416,6 +455,10 @@ def find_fixed_points(system, inputs=None, *, constant_input=None, initial_state
         points (de-duplicated at radius ``max(1e-2, dedup_tol)``); faster ones are dropped.
     eig_tol : float, default=1e-5
         Eigenvalues with ``| |lambda| - 1 | <= eig_tol`` make a point marginal.
+    midpoints : bool, default=True
+        Run a second search from the midpoint of every pair of fixed points found (of at
+        most 32 of them): the saddles separating attractors lie between them, where states
+        sampled from trajectories rarely start.
     random_state : int, RandomState instance or None, default=None
         Seeds the sampling of initial states.
 
@@ -446,7 +489,7 @@ def find_fixed_points(system, inputs=None, *, constant_input=None, initial_state
     x_in = _as_inputs(inputs, sys)
     xstar = _as_constant_input(constant_input, sys)
     return _find_group([sys], x_in, xstar, initial_states, n_initial, noise, tol, max_iter,
-                       dedup_tol, slow_tol, eig_tol, rng)[0]
+                       dedup_tol, slow_tol, eig_tol, rng, midpoints)[0]
 
 
 def simulate_settled_states(system, inputs=None, *, constant_input=None, initial_states=None,

@@ -46,7 +46,7 @@ def _endpoint(value, embeddings, name):
 
 def fixed_points_at(embedder, embeddings, inputs=None, *, constant_input=None, n_initial=128,
                     noise=0.1, tol=1e-8, max_iter=200, dedup_tol=1e-4, slow_tol=1e-2,
-                    eig_tol=1e-5, n_sequences=32, random_state=None):
+                    eig_tol=1e-5, midpoints=True, n_sequences=32, random_state=None):
     """Fixed points of the meta-model at each of several embeddings, batched.
 
     Meta-models at different embeddings share their weights, so their searches run as one
@@ -82,7 +82,7 @@ def fixed_points_at(embedder, embeddings, inputs=None, *, constant_input=None, n
         for lo in range(0, len(idx), per_chunk):
             part = idx[lo:lo + per_chunk]
             found = _find_group([systems[i] for i in part], x_in, xstar, None, n_initial, noise,
-                                tol, max_iter, dedup_tol, slow_tol, eig_tol, rng)
+                                tol, max_iter, dedup_tol, slow_tol, eig_tol, rng, midpoints)
             for i, fp in zip(part, found):
                 results[i] = fp
     return results
@@ -98,7 +98,7 @@ def _counts(fps):
 def fixed_points_along_path(embedder, start=None, end=None, *, path=None, n_points=50,
                             inputs=None, constant_input=None, n_initial=128, noise=0.1, tol=1e-8,
                             max_iter=200, dedup_tol=1e-4, slow_tol=1e-2, eig_tol=1e-5,
-                            n_sequences=32, random_state=None):
+                            midpoints=True, n_sequences=32, random_state=None):
     """Number of stable and unstable fixed points of the meta-model along a path.
 
     Parameters
@@ -118,7 +118,7 @@ def fixed_points_along_path(embedder, start=None, end=None, *, path=None, n_poin
         Input held during the search (zeros).
     n_initial : int, default=128
         Initial states per path point.
-    noise, tol, max_iter, dedup_tol, slow_tol, eig_tol, random_state
+    noise, tol, max_iter, dedup_tol, slow_tol, eig_tol, midpoints, random_state
         As in :func:`skdynamo.dynamics.find_fixed_points`.
     n_sequences : int, default=32
         Probe sequences used to record each point's trajectories.
@@ -150,14 +150,16 @@ def fixed_points_along_path(embedder, start=None, end=None, *, path=None, n_poin
     fps = fixed_points_at(embedder, Z, inputs, constant_input=constant_input,
                           n_initial=n_initial, noise=noise, tol=tol, max_iter=max_iter,
                           dedup_tol=dedup_tol, slow_tol=slow_tol, eig_tol=eig_tol,
-                          n_sequences=n_sequences, random_state=random_state)
+                          midpoints=midpoints, n_sequences=n_sequences,
+                          random_state=random_state)
     return Bunch(t=t, embeddings=Z, fixed_points=fps, **_counts(fps))
 
 
 def fixed_points_on_grid(embedder, *, grid_size=10, bounds=None, components=(0, 1),
                          center=None, margin=0.1, inputs=None, constant_input=None,
                          n_initial=64, noise=0.1, tol=1e-8, max_iter=200, dedup_tol=1e-4,
-                         slow_tol=1e-2, eig_tol=1e-5, n_sequences=32, random_state=None):
+                         slow_tol=1e-2, eig_tol=1e-5, midpoints=True, n_sequences=32,
+                         random_state=None):
     """Number of stable fixed points over a 2-D grid of the embedding space.
 
     Parameters
@@ -205,7 +207,8 @@ def fixed_points_on_grid(embedder, *, grid_size=10, bounds=None, components=(0, 
     fps = fixed_points_at(embedder, Z, inputs, constant_input=constant_input,
                           n_initial=n_initial, noise=noise, tol=tol, max_iter=max_iter,
                           dedup_tol=dedup_tol, slow_tol=slow_tol, eig_tol=eig_tol,
-                          n_sequences=n_sequences, random_state=random_state)
+                          midpoints=midpoints, n_sequences=n_sequences,
+                          random_state=random_state)
     counts = {k: v.reshape(ny, nx) for k, v in _counts(fps).items()}
     return Bunch(xx=xx, yy=yy, embeddings=Z.reshape(ny, nx, -1), components=(i, j),
                  fixed_points=[fps[r * nx:(r + 1) * nx] for r in range(ny)], **counts)

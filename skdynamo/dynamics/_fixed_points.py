@@ -25,6 +25,8 @@ __all__ = ["FixedPoints", "find_fixed_points", "simulate_settled_states"]
 # Rows of the replicated batch used for one autograd Jacobian call (memory bound).
 _JACOBIAN_ROWS = 1 << 16
 _SLOW_DEDUP = 1e-2
+# Entries (float64) of the per-row Jacobians solved at once in one Newton iteration.
+_SOLVE_ENTRIES = 4e6
 
 
 class FixedPoints:
@@ -285,14 +287,19 @@ def _refine(step, x, h, tol, max_iter):
         idx = torch.nonzero(active).flatten()
         if len(idx) == 0:
             break
-        a = jacobian(step, x[idx], h[idx]) - eye
-        at = a.transpose(1, 2)
-        lhs = at @ a + lam[idx, None, None] * eye
-        rhs = -(at @ r[idx, :, None])
-        try:
-            delta = torch.linalg.solve(lhs, rhs)[..., 0]
-        except RuntimeError:  # singular despite damping: take a gradient step
-            delta = rhs[..., 0] / (lam[idx, None] + 1.0)
+        # Jacobians of many rows are held a chunk at a time (memory ~ rows * size^2).
+        chunk = max(1, int(_SOLVE_ENTRIES // (size * size)))
+        delta = torch.empty(len(idx), size, dtype=h.dtype)
+        for lo in range(0, len(idx), chunk):
+            sub = idx[lo:lo + chunk]
+            a = jacobian(step, x[sub], h[sub]) - eye
+            at = a.transpose(1, 2)
+            lhs = at @ a + lam[sub, None, None] * eye
+            rhs = -(at @ r[sub, :, None])
+            try:
+                delta[lo:lo + chunk] = torch.linalg.solve(lhs, rhs)[..., 0]
+            except RuntimeError:  # singular despite damping: take a gradient step
+                delta[lo:lo + chunk] = rhs[..., 0] / (lam[sub, None] + 1.0)
         h_new = h[idx] + delta
         r_new, s_new = _residual(step, x[idx], h_new)
         better = s_new < speed[idx]

@@ -8,7 +8,6 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.decomposition import PCA
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
 
 from .._recording import Trajectories
 from ..utils.validation import check_models, check_probe_inputs

@@ -388,7 +388,7 @@ def _find_group(systems, inputs, constant_input, initial_states, n_initial, nois
     bounds = np.cumsum([0] + sizes)
     per_group = [(h[lo:hi].numpy(), speed[lo:hi].numpy(), finite[lo:hi].numpy())
                  for lo, hi in zip(bounds[:-1], bounds[1:])]
-    for g, (hg, sg, fg) in enumerate(per_group):
+    for g, (_hg, _sg, fg) in enumerate(per_group):
         if not fg.all():
             warnings.warn(f"{int((~fg).sum())} of {len(fg)} initial states of {systems[g].name} "
                           "led to non-finite updates and were dropped.", RuntimeWarning,

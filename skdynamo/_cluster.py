@@ -58,7 +58,7 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         The fitted clusterer.
     n_clusters_ : int
         Number of clusters found (noise label -1 excluded).
-    cluster_centers_ : ndarray of shape (n_clusters_, n_components)
+    cluster_centers_ : ndarray of shape (``n_clusters_``, n_components)
         Mean embedding of each cluster (used by :meth:`predict` when the clusterer has no
         ``predict``).
     silhouette_scores_ : dict of {int: float}

@@ -19,6 +19,7 @@ import os
 import pickle
 import warnings
 import zipfile
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,7 +120,7 @@ def _embedder_record(est):
 
 
 # ------------------------------------------------------------------ public API
-def save_weights(estimator, path):
+def save_weights(estimator: Any, path: str | os.PathLike) -> None:
     """Write a fitted estimator's weights to ``path`` in a format that runs no code on load.
 
     Parameters
@@ -231,7 +232,7 @@ def _build_module(cls, record, path):
     return module.eval()
 
 
-def load_weights(path, **params):
+def load_weights(path: str | os.PathLike, **params: Any) -> Any:
     """Load what :func:`save_weights` wrote, with ``torch.load(weights_only=True)``.
 
     Parameters

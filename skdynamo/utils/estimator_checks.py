@@ -19,6 +19,8 @@ Every sklearn check known to fail on one of our estimators is listed, with its r
 
 import copy
 import pickle
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import joblib
 import numpy as np
@@ -76,7 +78,7 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-def expected_failed_checks(estimator):
+def expected_failed_checks(estimator: Any) -> dict[str, str]:
     """``{check name: reason}`` of the sklearn checks expected to fail on ``estimator``."""
     return dict(EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {}))
 
@@ -267,7 +269,8 @@ MODEL_CHECKS = (
 )
 
 
-def check_model_estimator(estimator, X, y=None, *, checks=MODEL_CHECKS):
+def check_model_estimator(estimator: Any, X: Any, y: Any = None, *,
+                          checks: Sequence[Callable] = MODEL_CHECKS) -> None:
     """Run the checks on ``estimator`` with data ``X`` (a small list of models, or data
     for an estimator that takes data); raises ``AssertionError`` naming the first failure.
 

@@ -21,7 +21,7 @@ torch.set_num_threads(1)
 pop = make_rnn_population(tasks=("flipflop", "integration"), cells=("gru", "lstm"),
                           hidden_sizes=(16,), n_seeds=2, n_steps=300, n_probes=64,
                           min_score=0.0, max_retries=0, random_state=0)
-grid = {"n_components": [1, 2], "hidden_size": [8, 16], "hidden_weight": [0.5, 1.0]}
+grid = {"n_components": [1, 2], "hidden_size": [16], "hidden_weight": [0.5, 1.0]}
 search = GridSearchCV(
     DynamoEmbedder(probe_inputs=pop.probe_inputs, max_epochs=40, transform_max_iter=20,
                    random_state=0),

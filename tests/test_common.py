@@ -89,9 +89,14 @@ def test_expected_failures_are_known_checks():
 def test_tags_declare_the_input():
     from sklearn.utils import get_tags
     for est in ALL_DEFAULTS:
-        tags = get_tags(est).input_tags
-        assert not tags.two_d_array
-        assert tags.three_d_array == isinstance(est, DynamoSemiSupervised)
+        tags = get_tags(est)
+        assert not tags.input_tags.two_d_array
+        assert tags.input_tags.three_d_array == isinstance(est, DynamoSemiSupervised)
+        # a declared type comes with its type-specific tags (sklearn raises otherwise)
+        if tags.estimator_type == "classifier":
+            assert tags.classifier_tags is not None
+        if tags.estimator_type == "regressor":
+            assert tags.regressor_tags is not None
 
 
 # ---------------------------------------------------------------- our data checks

@@ -63,12 +63,21 @@ def scaling_child(n_models, width):
         samples.append(Trajectories(h, tr.outputs))
     emb = DynamoEmbedder(probe_inputs=pop.probe_inputs, max_epochs=10, patience=100,
                          random_state=0)
+    before_mb = _current_rss_mb()
     t0 = time.perf_counter()
     emb.fit(samples)
     fit_s = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"n_models": n_models, "width": width, "fit_s_10_epochs": fit_s,
-                      "peak_rss_mb": peak_mb}))
+                      "peak_rss_mb": peak_mb, "fit_extra_mb": max(0.0, peak_mb - before_mb)}))
+
+
+def _current_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def run_child(n, width):
@@ -154,16 +163,18 @@ def main():
     if not args.quick:
         print("\n[scaling] 10 epochs per fit, fresh process each, "
               f"{threads} threads")
-        rows = [run_child(nm, 32) for nm in (9, 18, 27, 54)]
+        rows = [run_child(nm, 32) for nm in (9, 18, 27, 54, 108)]
         for r in rows:
             print(f"  n_models={r['n_models']:>3}: fit {r['fit_s_10_epochs']:.1f} s, "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB (fit's own: +{r['fit_extra_mb']:.0f} MB)")
         slope = np.polyfit([r["n_models"] for r in rows], [r["fit_s_10_epochs"] for r in rows],
                            1)[0]
         print(f"  slope: {slope:.3f} s per model per 10 epochs")
         wide = [run_child(27, w) for w in (32, 512)]
-        print(f"  raw hidden width 32 vs 512 (27 models, same PCA targets): peak RSS "
-              f"{wide[0]['peak_rss_mb']:.0f} MB vs {wide[1]['peak_rss_mb']:.0f} MB")
+        print(f"  raw hidden width 32 vs 512 (27 models, same PCA targets): memory added by "
+              f"fit +{wide[0]['fit_extra_mb']:.0f} MB vs +{wide[1]['fit_extra_mb']:.0f} MB "
+              f"(peak RSS {wide[0]['peak_rss_mb']:.0f} vs {wide[1]['peak_rss_mb']:.0f} MB, "
+              "the difference being the raw recordings passed in)")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ __all__ = ["DynamoEmbedder"]
 _MAX_SEED = np.iinfo(np.int32).max
 
 
+def _as_tensor(a, device):
+    return torch.as_tensor(a, dtype=torch.float32, device=device)
+
+
 def _resolve_device(device):
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -78,9 +82,9 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``emulation_scores_``.
     patience : int, default=15
         Epochs without improvement of the held-out loss before stopping.
-    n_starts : int, default=3
+    n_starts : int, default=2
         Starting points refined per model in :meth:`transform`.
-    transform_max_iter : int, default=60
+    transform_max_iter : int, default=40
         Optimisation steps per model in :meth:`transform`.
     callbacks : list of skorch callbacks, default=None
         Extra callbacks for the training loop (cloned at each fit).
@@ -169,7 +173,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def __init__(self, n_components=2, *, probe_inputs=None, recorder="auto", hidden_size=64,
                  cell="gru", n_pcs=10, hidden_weight=1.0, embedding_l2=1e-3,
                  output_loss="mse", max_epochs=80, lr=3e-3, batch_size=256,
-                 validation_fraction=0.2, patience=15, n_starts=3, transform_max_iter=60,
+                 validation_fraction=0.2, patience=15, n_starts=2, transform_max_iter=40,
                  callbacks=None, device="cpu", n_jobs=None, random_state=None, verbose=0):
         self.n_components = n_components
         self.probe_inputs = probe_inputs
@@ -220,7 +224,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return outputs, reduced, scales, tuple(shape)
 
     def _torch(self, a):
-        return torch.as_tensor(a, dtype=torch.float32, device=self._device)
+        return _as_tensor(a, self._device)
 
     def _callbacks(self):
         cbs = [
@@ -298,9 +302,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             p.requires_grad_(False)
         theta = module.embeddings.detach()
         maps = (module.map_weight.detach(), module.map_bias.detach())
-        valid = (self._torch_on(probes[valid_idx], device),
-                 self._torch_on(outputs[:, valid_idx], device),
-                 self._torch_on(hidden[:, valid_idx], device))
+        valid = tuple(_as_tensor(a, device) for a in
+                      (probes[valid_idx], outputs[:, valid_idx], hidden[:, valid_idx]))
         out_r2, hid_r2 = emulation_r2(meta, theta, None, valid, maps=maps, last_only=last_only)
 
         # Everything above used locals: a failure leaves a previous fit untouched.
@@ -316,10 +319,6 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.emulation_scores_ = Bunch(output_r2=out_r2, hidden_r2=hid_r2)
         self._n_features_out = self.n_components
         return self
-
-    @staticmethod
-    def _torch_on(a, device):
-        return torch.as_tensor(a, dtype=torch.float32, device=device)
 
     def fit_transform(self, X, y=None):
         """Fit and return the training embeddings (``embeddings_``).

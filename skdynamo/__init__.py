@@ -4,7 +4,7 @@ from ._averager import DynamoAverager
 from ._cluster import DynamoCluster
 from ._embedder import DynamoEmbedder
 from ._net import DivergenceError
-from ._persistence import load_weights, save_weights
+from ._persistence import load_estimator, load_weights, save_estimator, save_weights
 from ._recording import Trajectories
 from ._semi_supervised import DynamoSemiSupervised
 from ._standalone import StandaloneRNN
@@ -20,6 +20,8 @@ __all__ = [
     "StandaloneRNN",
     "Trajectories",
     "__version__",
+    "load_estimator",
     "load_weights",
+    "save_estimator",
     "save_weights",
 ]

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from sklearn.utils import Bunch
 
-__all__ = ["save_weights", "load_weights", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save_weights", "load_weights", "save_estimator", "load_estimator", "FORMAT",
+           "FORMAT_VERSION"]
 
 FORMAT = "skdynamo-weights"
 #: Bumped when a file written by this version cannot be read by older ones.
@@ -295,3 +296,75 @@ def load_weights(path: str | os.PathLike, **params: Any) -> Any:
         from skorch.history import History
         est.history_ = History(json.loads(rec["history"]))
     return est
+
+
+# ------------------------------------------------------------------ whole estimators (joblib)
+_PICKLE_FORMAT = "skdynamo-estimator"
+
+
+def save_estimator(estimator: Any, path: str | os.PathLike) -> None:
+    """``joblib.dump`` a (fitted) estimator with the versions that wrote it.
+
+    Any estimator works (also a Pipeline or a grid search holding skdynamo estimators).
+    Reading the file back runs code: use :func:`load_estimator` on trusted files only, and
+    :func:`save_weights` for files that are shared.
+    """
+    import joblib
+    import sklearn
+    record = {"format": _PICKLE_FORMAT, "skdynamo_version": _version(),
+              "sklearn_version": sklearn.__version__, "torch_version": str(torch.__version__),
+              "estimator": estimator}
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        joblib.dump(record, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_estimator(path: str | os.PathLike, *, trusted: bool = False) -> Any:
+    """Load what :func:`save_estimator` (or a plain ``joblib.dump``) wrote.
+
+    Parameters
+    ----------
+    path : str or path-like
+    trusted : bool, default=False
+        Unpickling runs the code the file names, so it must be asked for explicitly:
+        ``trusted=True`` only for files you (or someone you trust) wrote.
+
+    Raises
+    ------
+    ValueError
+        ``trusted`` is not set; the file is corrupt or not a pickle; or it was written by
+        another skdynamo version and cannot be unpickled by this one.
+    """
+    import joblib
+    path = os.fspath(path)
+    if trusted is not True:
+        raise ValueError("load_estimator unpickles the file, which runs the code it names; "
+                         "pass trusted=True for files from a trusted source, or share "
+                         "weights with save_weights/load_weights, which run no code.")
+    try:
+        record = joblib.load(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (ModuleNotFoundError, AttributeError, ImportError) as exc:
+        raise ValueError(
+            f"{path!r} names code this installation lacks ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}): it was probably written by "
+            f"another skdynamo version (this is {_version()}). Load it with that version "
+            "and re-save with save_weights, or refit.") from None
+    except Exception as exc:  # noqa: BLE001 - unpickling fails in many ways on a bad file
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path!r} is not a readable pickle/joblib file (corrupt or "
+                         f"truncated): {msg}") from None
+    if isinstance(record, dict) and record.get("format") == _PICKLE_FORMAT:
+        written = record.get("skdynamo_version")
+        if written != _version():
+            warnings.warn(f"{path!r} was written by skdynamo {written}; this is "
+                          f"{_version()}. Check the results, or refit.", UserWarning,
+                          stacklevel=2)
+        return record["estimator"]
+    return record

@@ -215,3 +215,36 @@ def test_newer_format_and_foreign_files(weights_file, tmp_path):
         load_weights(tmp_path / "mismatch.pt")
     with pytest.raises(FileNotFoundError):
         load_weights(tmp_path / "missing.pt")
+
+
+# ------------------------------------------------------------------ whole estimators
+def test_save_and_load_estimator(fitted, nets, tmp_path):
+    from skdynamo import load_estimator, save_estimator
+    save_estimator(fitted, tmp_path / "est.joblib")
+    with pytest.raises(ValueError, match="trusted=True"):
+        load_estimator(tmp_path / "est.joblib")
+    again = load_estimator(tmp_path / "est.joblib", trusted=True)
+    np.testing.assert_array_equal(again.transform(nets), fitted.transform(nets))
+    joblib.dump(fitted, tmp_path / "plain.joblib")      # a plain joblib file loads too
+    assert isinstance(load_estimator(tmp_path / "plain.joblib", trusted=True), DynamoEmbedder)
+
+
+def test_load_estimator_bad_files(fitted, tmp_path):
+    from skdynamo import load_estimator
+    from skdynamo._persistence import _PICKLE_FORMAT
+    save_estimator_path = tmp_path / "est.joblib"
+    joblib.dump(fitted, save_estimator_path)
+    good = save_estimator_path.read_bytes()
+    (tmp_path / "truncated").write_bytes(good[: len(good) // 3])
+    (tmp_path / "garbage").write_bytes(b"\x00\x01garbage" * 20)
+    for name in ("truncated", "garbage"):
+        with pytest.raises(ValueError, match="not a readable pickle") as info:
+            load_estimator(tmp_path / name, trusted=True)
+        assert info.value.__suppress_context__
+    (tmp_path / "moved").write_bytes(b"cskdynamo._no_such_module\nThing\n.")
+    with pytest.raises(ValueError, match="another skdynamo version"):
+        load_estimator(tmp_path / "moved", trusted=True)
+    joblib.dump({"format": _PICKLE_FORMAT, "skdynamo_version": "0.0.1", "estimator": fitted},
+                tmp_path / "old.joblib")
+    with pytest.warns(UserWarning, match="skdynamo 0.0.1"):
+        load_estimator(tmp_path / "old.joblib", trusted=True)

@@ -12,6 +12,8 @@ Parts (``--part``, default ``all``):
   embedding vs the model (stable fixed points, checked by simulation too), a 50-point path
   from a 2-bit to a 3-bit model (batched, timed), and a grid map of the embedding space.
   Figures go to ``--out``.
+- ``heldout``: six new members (``seed_offset=100``) embedded with the meta-model frozen
+  (``transform``); the meta-model at each new embedding vs the new model.
 
 Run from the repository root::
 
@@ -172,6 +174,32 @@ def bench_meta(pop, x_check, results, out, max_epochs, n_components, hidden_size
         _figures(pop, emb, path, grid, x_check, a, b, out)
 
 
+def bench_heldout(pop, x_check, results, max_epochs, n_components, hidden_size, seed=0):
+    """Unseen members embedded with the meta-model frozen (``transform``)."""
+    from skdynamo import DynamoEmbedder
+
+    print("\n== held-out flip-flops (seed_offset=100) embedded by transform ==")
+    new = make_flipflop_population(n_seeds=1, seed_offset=100)
+    print(new.DESCR)
+    emb = DynamoEmbedder(n_components=n_components, probe_inputs=pop.probe_inputs,
+                         hidden_size=hidden_size, max_epochs=max_epochs, random_state=seed)
+    emb.fit(pop.models)
+    Z = emb.transform(new.models)
+    rows = []
+    for i, z in enumerate(Z):
+        base = find_fixed_points(new.models[i], x_check, random_state=0).n_stable
+        net = emb.model_at(z)
+        meta = find_fixed_points(net, x_check, random_state=0).n_stable
+        sim = simulate_settled_states(net, x_check, random_state=1)
+        rows.append(dict(n_bits=int(new.n_bits[i]), cell=str(new.cell[i]), base=base,
+                         meta=meta, meta_sim=sim.n_attractors))
+        print(f"  {new.n_bits[i]}-bit {new.cell[i]:4s}: base {base}, meta at transform(model) "
+              f"{meta} (simulation {sim.n_attractors}, {sim.n_unsettled} unsettled)")
+    match = sum(r["base"] == r["meta"] for r in rows)
+    print(f"held-out: meta-model matches the base model's stable count for {match}/{len(rows)}")
+    results["heldout"] = dict(rows=rows, match=match, n=len(rows))
+
+
 def _figures(pop, emb, path, grid, x_check, a, b, out):
     import matplotlib
 
@@ -206,7 +234,8 @@ def _figures(pop, emb, path, grid, x_check, a, b, out):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["base", "slow", "meta", "all"], default="all")
+    parser.add_argument("--part", choices=["base", "slow", "meta", "heldout", "all"],
+                        default="all")
     parser.add_argument("--out", default=None, help="folder for the figures")
     parser.add_argument("--max-epochs", type=int, default=80)
     parser.add_argument("--n-components", type=int, default=2)
@@ -225,6 +254,9 @@ def main():
     if args.part in ("meta", "all"):
         bench_meta(pop, x_check, results, args.out, args.max_epochs, args.n_components,
                    args.hidden_size, args.seed)
+    if args.part in ("heldout", "all"):
+        bench_heldout(pop, x_check, results, args.max_epochs, args.n_components,
+                      args.hidden_size, args.seed)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

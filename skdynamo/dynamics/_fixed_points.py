@@ -146,8 +146,11 @@ class FixedPoints:
             lines.append(f"  #{i}: {kind:<28s} max|lambda|={lam:.4f}  "
                          f"||F(h)-h||={self.speeds[i]:.1e}")
         if self.n_slow:
-            lines.append(f"  slow points (not fixed): speeds "
-                         f"{np.array2string(np.sort(self.slow_speeds), precision=1)}")
+            speeds = np.sort(self.slow_speeds)
+            shown = ", ".join(f"{v:.1e}" for v in speeds[:8])
+            more = f", ... ({self.n_slow - 8} more)" if self.n_slow > 8 else ""
+            lines.append(f"  slow points (not fixed): {self.n_slow}, speeds ||F(h)-h|| "
+                         f"{shown}{more}")
         if not self.converged:
             lines.append("  WARNING: no state met the tolerance; only slow points were found.")
         return "\n".join(lines)

@@ -203,7 +203,7 @@ def test_no_fixed_point_warns_and_returns_slow_points():
         fp = find_fixed_points(Drift(), initial_states=np.linspace(-1, 1, 9)[:, None])
     assert not fp.converged and fp.n_fixed == 0 and fp.n_stable == 0
     assert fp.n_slow == 1 and abs(fp.slow_points[0, 0]) < 1e-3
-    assert "WARNING" in fp.summary()
+    assert "WARNING" in fp.summary() and "speeds ||F(h)-h|| 1.0e-03" in fp.summary()
 
 
 def test_summary_and_repr():

@@ -12,6 +12,13 @@ at all in 1.6). What we run instead:
   whose ``X`` is a list of models (tiny networks are enough), run by
   :func:`check_model_estimator`.
 
+We tried the rest on :class:`~skdynamo.DynamoSemiSupervised`, whose X is an array: with
+``two_d_array`` forced on (sklearn 1.9.1, ``check_estimator(on_fail=None)``), every
+data-dependent check fails at the same first step, because sklearn's generated X is 2-D
+``(n_samples, n_features)`` while the estimator needs ``(n_samples, n_timesteps,
+n_inputs)`` with the meta-model's input width; the few that pass do so trivially (any
+ValueError satisfies them). So the honest tags stay, and those checks are not listed.
+
 Every sklearn check known to fail on one of our estimators is listed, with its reason, in
 :data:`EXPECTED_FAILED_CHECKS` (the one place); :func:`expected_failed_checks` is the callable
 ``parametrize_with_checks(..., expected_failed_checks=...)`` takes.

@@ -362,6 +362,8 @@ def plot(res, folder):
             ax.plot(s["sizes"], s["median"][k], "o-", label=lab)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(s["sizes"], [str(n) for n in s["sizes"]])
+        ax.minorticks_off()
         ax.set_xlabel("labelled sequences")
         ax.set_ylabel(f"test MSE (leak {s['held_out_leak']})")
         ax.legend(fontsize=8)
@@ -376,6 +378,8 @@ def plot(res, folder):
             ax.plot(s["sizes"], s["median"][k], "o-", label=lab)
         ax.axhline(s["chance_error"], ls=":", c="k", lw=0.8, label="majority class")
         ax.set_xscale("log")
+        ax.set_xticks(s["sizes"], [str(n) for n in s["sizes"]])
+        ax.minorticks_off()
         ax.set_xlabel("labelled sequences")
         ax.set_ylabel(f"test error rate (leak {s['held_out_leak']})")
         ax.legend(fontsize=8)
@@ -390,9 +394,11 @@ def plot(res, folder):
             for cell, mk in markers.items():
                 sel = [(t == task and c == cell) for t, c in zip(m["task"], m["cell"])]
                 ax.scatter(Z[sel, 0], Z[sel, 1], c=f"C{i}", marker=mk,
-                           label=f"{task}" if cell == "rnn" else None)
+                           label=f"{task} / {cell}")
         ax.set_title(f"DYNAMO embeddings (ARI {m['ari_dynamo']:.2f})", fontsize=9)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=6, ncol=3, loc="best")
+        ax.set_xlabel("theta 1")
+        ax.set_ylabel("theta 2")
         fig.tight_layout()
         fig.savefig(folder / "cluster.png", dpi=120)
 
@@ -402,10 +408,15 @@ def main():
     sections = ["averaging", "semi_cls", "semi", "cluster"]
     parser.add_argument("--only", nargs="+", choices=sections, default=sections)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw the plots from the saved results")
     args = parser.parse_args()
     out_file = ROOT / "benchmarks" / "results" / "applications.json"
     out_file.parent.mkdir(parents=True, exist_ok=True)
     res = json.loads(out_file.read_text()) if out_file.exists() else {}
+    if args.plot_only:
+        plot(res, ROOT / "docs" / "applications")
+        return
     t0 = time.perf_counter()
     if "averaging" in args.only:
         bench_averaging(res)

@@ -1,8 +1,11 @@
 """Task generators and seeded model populations (model zoos)."""
 
+from ._families import (make_classifier_population, make_family_population,
+                        make_sequence_classification, train_sequence_classifier)
+from ._flipflop_zoo import make_flipflop_population, make_flipflop_trials
 from ._tasks import (PULSE_TASKS, make_delay, make_flipflop, make_integration,
-                     make_leaky_integration, make_pulses,
-                     make_random_probes, make_sine_generation, make_task)
+                     make_leaky_integration, make_pulses, make_random_probes,
+                     make_sine_generation, make_task)
 from ._zoo import (RecurrentNetwork, get_data_home, make_rnn_population, permute_hidden_units,
                    train_recurrent_network)
 
@@ -10,13 +13,18 @@ __all__ = [
     "PULSE_TASKS",
     "RecurrentNetwork",
     "get_data_home",
+    "make_classifier_population",
     "make_delay",
+    "make_family_population",
     "make_flipflop",
+    "make_flipflop_population",
+    "make_flipflop_trials",
     "make_integration",
     "make_leaky_integration",
     "make_pulses",
     "make_random_probes",
     "make_rnn_population",
+    "make_sequence_classification",
     "make_sine_generation",
     "make_task",
     "permute_hidden_units",

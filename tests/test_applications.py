@@ -416,17 +416,18 @@ def test_family_and_classifier_populations(tmp_path):
 def test_averaging_beats_weight_averaging_slow(data_home):
     """Trained flip-flop GRUs: the centroid stays near the members, weight averaging does not."""
     from skdynamo.datasets import make_flipflop, make_rnn_population
-    pop = make_rnn_population(("flipflop",), ("gru",), (8,), n_seeds=4, n_steps=300,
-                              n_probes=64, min_score=0.0, max_retries=0, data_home=data_home)
+    pop = make_rnn_population(("flipflop",), ("gru",), (16,), n_seeds=4, n_steps=600,
+                              n_probes=128, min_score=0.0, max_retries=0, data_home=data_home)
     X, Y = make_flipflop(256, 50, random_state=1)
 
     def mse(m):
         with torch.no_grad():
             return float(((m(torch.as_tensor(X)).numpy() - Y) ** 2).mean())
 
-    emb = DynamoEmbedder(probe_inputs=pop.probe_inputs, hidden_size=32, max_epochs=60,
-                         random_state=0)
+    # 4 models x 128 probes: a small batch gives the meta-model enough gradient steps.
+    emb = DynamoEmbedder(probe_inputs=pop.probe_inputs, hidden_size=64, max_epochs=150,
+                         batch_size=64, random_state=0)
     avg = DynamoAverager(emb).fit(pop.models)
     median = np.median([mse(m) for m in pop.models])
-    assert mse(avg.averaged_model_) < 2 * median
+    assert mse(avg.averaged_model_) < 1.5 * median, (mse(avg.averaged_model_), median)
     assert mse(average_weights(pop.models)) > mse(avg.averaged_model_)

@@ -431,3 +431,23 @@ def test_averaging_beats_weight_averaging_slow(data_home):
     median = np.median([mse(m) for m in pop.models])
     assert mse(avg.averaged_model_) < 1.5 * median, (mse(avg.averaged_model_), median)
     assert mse(average_weights(pop.models)) > mse(avg.averaged_model_)
+
+
+# ---------------------------------------------------------------- data-dependent contract
+def test_fit_keeps_params_and_pickles(models, embedder, leaky_data):
+    import joblib
+    X, _, Ys = leaky_data
+    frozen = FrozenEstimator(embedder)
+    cases = [(DynamoCluster(frozen, n_clusters=2, random_state=0), (models,),
+              lambda e: e.predict(models)),
+             (DynamoAverager(frozen, weights=np.ones(6)), (models,), lambda e: e.predict(X)),
+             (DynamoSemiSupervised(frozen, max_iter=2, random_state=0), (X, Ys),
+              lambda e: e.predict(X))]
+    for est, args, out in cases:
+        before = joblib.hash(est.get_params())
+        assert est.fit(*args) is est
+        assert joblib.hash(est.get_params()) == before
+        again = pickle.loads(pickle.dumps(est))
+        np.testing.assert_allclose(out(again), out(est))
+        with pytest.raises(NotFittedError):
+            out(clone(est))

@@ -36,18 +36,14 @@ from sklearn.metrics import adjusted_rand_score
 
 torch.set_num_threads(1)
 
-from skdynamo import DynamoEmbedder  # noqa: E402
-from skdynamo._averager import DynamoAverager  # noqa: E402
-from skdynamo._cluster import DynamoCluster  # noqa: E402
-from skdynamo._semi_supervised import DynamoSemiSupervised  # noqa: E402
+from skdynamo import (DynamoAverager, DynamoCluster, DynamoEmbedder,  # noqa: E402
+                      DynamoSemiSupervised)
 from skdynamo.baselines import (OutputSpaceEmbedding, WeightSpaceEmbedding,  # noqa: E402
                                 average_weights)
-from skdynamo.datasets import (RecurrentNetwork, make_flipflop,  # noqa: E402
+from skdynamo.datasets import (RecurrentNetwork, make_classifier_population,  # noqa: E402
+                               make_family_population, make_flipflop,
                                make_leaky_integration, make_rnn_population,
-                               permute_hidden_units)
-from skdynamo.datasets._families import (make_classifier_population,  # noqa: E402
-                                         make_family_population,
-                                         make_sequence_classification)
+                               make_sequence_classification, permute_hidden_units)
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN, N_STEPS = 16, 800

@@ -17,16 +17,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils import estimator_checks as ec
 
-from skdynamo import DynamoEmbedder
-from skdynamo._averager import DynamoAverager
-from skdynamo._cluster import DynamoCluster
-from skdynamo._semi_supervised import DynamoSemiSupervised
-from skdynamo._standalone import StandaloneRNN, bake
+from skdynamo import (DynamoAverager, DynamoCluster, DynamoEmbedder, DynamoSemiSupervised,
+                      StandaloneRNN)
+from skdynamo._standalone import bake
 from skdynamo.baselines import OutputSpaceEmbedding, WeightSpaceEmbedding, average_weights
-from skdynamo.datasets import (RecurrentNetwork, make_leaky_integration,
-                               permute_hidden_units)
-from skdynamo.datasets._families import (make_classifier_population, make_family_population,
-                                         make_sequence_classification)
+from skdynamo.datasets import (RecurrentNetwork, make_classifier_population,
+                               make_family_population, make_leaky_integration,
+                               make_sequence_classification, permute_hidden_units)
 
 torch.set_num_threads(1)
 

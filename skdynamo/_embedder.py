@@ -1,5 +1,6 @@
 """DynamoEmbedder: the scikit-learn face of DYNAMO (sklearn logic only)."""
 
+from collections.abc import Sequence
 from numbers import Integral, Real
 
 import numpy as np
@@ -17,10 +18,13 @@ from ._net import DynamoNet, EpochProgressBar, ProbeDataset
 from ._recording import check_trajectories, input_width, record_population
 from ._targets import initial_embeddings, output_variance, pad_targets, reduce_hidden
 from .datasets._tasks import make_random_probes
+from ._recording import Trajectories
 from .nn import DynamoModule, EmulatedNetwork
 from .utils.validation import check_models, check_probe_inputs
 
 __all__ = ["DynamoEmbedder"]
+
+Models = Sequence[torch.nn.Module | Trajectories]
 
 _MAX_SEED = np.iinfo(np.int32).max
 
@@ -242,7 +246,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return cbs
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, y=None):
+    def fit(self, X: Models, y: None = None) -> "DynamoEmbedder":
         """Record the models, train the meta-model and learn one embedding per model.
 
         Parameters
@@ -320,7 +324,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self._n_features_out = self.n_components
         return self
 
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X: Models, y: None = None) -> np.ndarray:
         """Fit and return the training embeddings (``embeddings_``).
 
         Returns
@@ -355,7 +359,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                                       last_only=self._last_only)
         return theta.astype(np.float64), out_r2, hid_r2
 
-    def transform(self, X):
+    def transform(self, X: Models) -> np.ndarray:
         """Embed models with the meta-model frozen (several starts, batched over models).
 
         Parameters
@@ -368,7 +372,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         return self._embed(X)[0]
 
-    def score(self, X, y=None):
+    def score(self, X: Models, y: None = None) -> float:
         """Emulation quality of the given models, higher is better.
 
         The models are embedded with :meth:`transform`; the score is the mean over models
@@ -381,12 +385,12 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         _, out_r2, hid_r2 = self._embed(X)
         return float(np.mean((out_r2 + hid_r2) / 2))
 
-    def emulation_report(self, X):
+    def emulation_report(self, X: Models) -> Bunch:
         """Embed ``X`` and return a Bunch with ``embeddings``, ``output_r2``, ``hidden_r2``."""
         theta, out_r2, hid_r2 = self._embed(X)
         return Bunch(embeddings=theta, output_r2=out_r2, hidden_r2=hid_r2)
 
-    def model_at(self, z):
+    def model_at(self, z: np.ndarray | Sequence[float]) -> EmulatedNetwork:
         """The meta-model frozen at embedding ``z``: an operable ``torch.nn.Module``.
 
         Parameters

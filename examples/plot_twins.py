@@ -4,8 +4,8 @@ Reparameterisation twins land on their originals
 
 Permuting a network's hidden units changes every weight but not what it computes.
 DYNAMO places such a *twin* next to its original (each member's linear map absorbs the
-permutation; the twin is embedded by ``transform`` with the meta-model frozen), while an
-embedding of the flattened weights puts it far away.
+permutation; originals and twins are embedded by ``transform`` with the meta-model frozen),
+while an embedding of the flattened weights puts it far away.
 """
 
 import matplotlib.pyplot as plt
@@ -25,7 +25,9 @@ twins = [permute_hidden_units(m, random_state=i) for i, m in enumerate(pop.model
 
 emb = DynamoEmbedder(probe_inputs=pop.probe_inputs, hidden_size=16, max_epochs=100,
                      random_state=0).fit(pop.models)
-Z, Z_twins = emb.embeddings_, emb.transform(twins)
+# Originals and twins go through the same procedure (``transform``, meta-model frozen), so
+# any distance between them is due to the reparameterisation alone.
+Z, Z_twins = emb.transform(pop.models), emb.transform(twins)
 
 weights = WeightSpaceEmbedding(n_components=2).fit(pop.models)
 W, W_twins = weights.transform(pop.models), weights.transform(twins)

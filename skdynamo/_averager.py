@@ -1,6 +1,7 @@
 """DynamoAverager: average models in embedding space (sklearn logic only)."""
 
 import numpy as np
+from scipy.special import softmax
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
@@ -181,10 +182,7 @@ class DynamoAverager(BaseEstimator):
         -------
         proba : ndarray of shape (n_samples, n_outputs)
         """
-        logits = self._run(X)[:, -1].astype(np.float64)
-        logits -= logits.max(1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(1, keepdims=True)
+        return softmax(self._run(X)[:, -1].astype(np.float64), axis=1)
 
     def score(self, X, y=None):
         """Agreement of the averaged network with (held-out) members, higher is better.

@@ -3,6 +3,7 @@
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.special import softmax
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
@@ -386,10 +387,7 @@ class DynamoSemiSupervised(BaseEstimator):
         -------
         proba : ndarray of shape (n_samples, n_classes)
         """
-        logits = self._outputs(X)[:, -1].astype(np.float64)
-        logits -= logits.max(1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(1, keepdims=True)
+        return softmax(self._outputs(X)[:, -1].astype(np.float64), axis=1)
 
     def score(self, X, y):
         """Accuracy (classification) or R^2 (regression) on the labelled samples of ``y``.

@@ -80,7 +80,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Adam learning rate (reduced on plateaus).
     batch_size : int, default=256
         Sequences (model x probe pairs) per gradient step. Each step runs the same probes
-        through every model, so ``max(1, batch_size // n_models)`` probes are drawn.
+        through every model, so at most ``max(1, batch_size // n_models)`` probes are drawn,
+        and fewer when needed for an epoch to have at least 16 steps.
     validation_fraction : float, default=0.2
         Fraction of probe sequences held out for early stopping and for
         ``emulation_scores_``.
@@ -279,7 +280,9 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         train_ds = ProbeDataset(probes[train_idx], outputs[:, train_idx], hidden[:, train_idx])
         valid_ds = ProbeDataset(probes[valid_idx], outputs[:, valid_idx], hidden[:, valid_idx])
-        probes_per_batch = max(1, min(len(train_idx), self.batch_size // n_models))
+        # At most batch_size sequences per step, and at least ~16 steps per epoch: a small
+        # population must not get a handful of gradient steps per epoch.
+        probes_per_batch = max(1, min(self.batch_size // n_models, -(-len(train_idx) // 16)))
         devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)

@@ -1,0 +1,434 @@
+"""Recording convolutional networks: the layer index is the time axis.
+
+For a feed-forward or convolutional network, DYNAMO's "trajectory" of an image is the
+sequence of its activations layer after layer (DESIGN.md §1). :func:`record_cnn` hooks
+the chosen layers, reduces each layer's feature maps spatially to one vector per image
+(global average by default, or a small ``k x k`` grid) and returns a
+:class:`LayerTrajectories`: a :class:`~skdynamo.Trajectories` whose time axis is the
+layer index, which also keeps every layer's vectors at their own width.
+
+Members of a population may differ in width (handled downstream by per-model maps) and
+in depth; :func:`align_depths` resamples members to a common number of steps by relative
+depth.
+"""
+
+import numbers
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from torch import nn
+
+from ._recording import Trajectories
+
+__all__ = ["LayerTrajectories", "cnn_layers", "record_cnn", "align_depths",
+           "record_cnn_population"]
+
+_ACTIVATIONS = tuple(
+    cls for cls in vars(nn.modules.activation).values()
+    if isinstance(cls, type) and issubclass(cls, nn.Module) and cls is not nn.Module
+    and cls not in (nn.MultiheadAttention, nn.Softmax, nn.Softmin, nn.LogSoftmax,
+                    nn.Softmax2d)
+)
+
+
+class LayerTrajectories(Trajectories):
+    """Per-layer recordings of one network; the layer index is the time axis.
+
+    Parameters
+    ----------
+    layers : sequence of array-like of shape (n_probes, n_units_l)
+        One array per recorded layer, in forward order; widths may differ.
+    outputs : array-like of shape (n_probes, n_outputs)
+        The network's outputs (logits).
+    layer_names : sequence of str, default=None
+        Names of the recorded layers (``'<module name>'`` for a module's output,
+        ``'<module name>:input'`` for the input of a module, e.g. the penultimate features
+        entering the head).
+    name : str, default=None
+        Optional label used in error messages.
+
+    Attributes
+    ----------
+    hidden : ndarray of shape (n_probes, n_layers, max_units)
+        The layers stacked along time with the **zero-padding convention**: step ``l`` holds
+        layer ``l``'s vector in ``hidden[:, l, :n_units[l]]`` and zeros after it. Use
+        ``layers`` for the unpadded vectors.
+    layers : list of ndarray
+        The unpadded per-layer arrays.
+    n_units : ndarray of int
+        Width of each layer's vector.
+    layer_names : list of str
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = LayerTrajectories([np.ones((4, 8)), np.ones((4, 16))], np.zeros((4, 10)))
+    >>> t.hidden.shape, t.n_units.tolist()
+    ((4, 2, 16), [8, 16])
+    """
+
+    def __init__(self, layers, outputs, layer_names=None, name=None):
+        layers = [np.asarray(a, dtype=np.float32) for a in layers]
+        if not layers:
+            raise ValueError("LayerTrajectories needs at least one layer.")
+        for i, a in enumerate(layers):
+            if a.ndim != 2 or a.shape[0] != layers[0].shape[0]:
+                raise ValueError(f"LayerTrajectories: layer {i} has shape {a.shape}; every "
+                                 f"layer must be (n_probes={layers[0].shape[0]}, n_units).")
+        n_units = np.array([a.shape[1] for a in layers])
+        hidden = np.zeros((layers[0].shape[0], len(layers), n_units.max()), dtype=np.float32)
+        for i, a in enumerate(layers):
+            hidden[:, i, : a.shape[1]] = a
+        super().__init__(hidden, outputs, name=name)
+        if self.outputs.ndim != 2:
+            raise ValueError("LayerTrajectories.outputs must have shape (n_probes, n_outputs); "
+                             f"got {self.outputs.shape}.")
+        self.layers = layers
+        self.n_units = n_units
+        self.layer_names = (list(layer_names) if layer_names is not None
+                            else [f"layer{i}" for i in range(len(layers))])
+        if len(self.layer_names) != len(layers):
+            raise ValueError(f"{len(self.layer_names)} layer names for {len(layers)} layers.")
+
+    @property
+    def n_layers(self):
+        return len(self.layers)
+
+    def __repr__(self):
+        return (f"LayerTrajectories(n_probes={self.n_probes}, layers={self.layer_names}, "
+                f"n_units={self.n_units.tolist()}, outputs={self.outputs.shape}"
+                + (f", name={self.name!r})" if self.name else ")"))
+
+
+def _is_leaf(module):
+    return next(module.children(), None) is None
+
+
+def cnn_layers(model, layers="auto"):
+    """Resolve a layer selection to ``[(layer_name, module, where)]`` in registration order.
+
+    ``where`` is ``'output'`` (the module's output is recorded) or ``'input'`` (its input,
+    used for the penultimate features entering the final ``nn.Linear``).
+
+    ``layers='auto'``: for every ``nn.Conv2d``, the first activation module (ReLU, GELU,
+    ...) registered after it and before the next conv or linear layer, or the conv's own
+    output if there is none (e.g. a functional ``F.relu``); then the input of the last
+    ``nn.Linear`` (the penultimate features), if the model has one. A name (str), a module
+    type, or a list mixing both selects modules by ``named_modules()`` name or by type.
+    """
+    named = [(n, m) for n, m in model.named_modules()]
+    by_name = dict(named)
+    if isinstance(layers, str) and layers == "auto":
+        leaves = [(n, m) for n, m in named if _is_leaf(m)]
+        convs = [i for i, (_, m) in enumerate(leaves) if isinstance(m, nn.Conv2d)]
+        if not convs:
+            raise ValueError(f"layers='auto' found no nn.Conv2d in {type(model).__name__}; "
+                             "name the layers to record (layers=['features.0', ...]).")
+        chosen = []
+        for i in convs:
+            pick = leaves[i]
+            for n, m in leaves[i + 1:]:
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    break
+                if isinstance(m, _ACTIVATIONS):
+                    pick = (n, m)
+                    break
+            chosen.append((pick[0], pick[1], "output"))
+        linears = [(n, m) for n, m in leaves if isinstance(m, nn.Linear)]
+        if linears:
+            n, m = linears[-1]
+            chosen.append((f"{n}:input", m, "input"))
+        return chosen
+    items = list(layers) if isinstance(layers, (list, tuple)) else [layers]
+    if not items:
+        raise ValueError("layers is empty; pass 'auto', names or module types.")
+    chosen, seen = [], set()
+    for item in items:
+        if isinstance(item, str):
+            if item not in by_name or item == "":
+                sample = [n for n, _ in named if n][:12]
+                raise ValueError(f"Layer {item!r} does not exist in {type(model).__name__}; "
+                                 f"its layers include {sample}.")
+            found = [(item, by_name[item])]
+        elif isinstance(item, type) and issubclass(item, nn.Module):
+            found = [(n, m) for n, m in named if n and isinstance(m, item) and _is_leaf(m)]
+            if not found:
+                raise ValueError(f"No layer of type {item.__name__} in "
+                                 f"{type(model).__name__}.")
+        else:
+            raise TypeError("layers must be 'auto', a layer name, an nn.Module type, or a list "
+                            f"of those; got {item!r}.")
+        for n, m in found:
+            if n not in seen:
+                seen.add(n)
+                chosen.append((n, m, "output"))
+    return chosen
+
+
+def _check_spatial(spatial):
+    if isinstance(spatial, str):
+        if spatial != "pool":
+            raise ValueError(f"spatial must be 'pool', an int k or a (h, w) grid; got "
+                             f"{spatial!r}.")
+        return None
+    grid = (spatial, spatial) if isinstance(spatial, numbers.Integral) else tuple(spatial)
+    if len(grid) != 2 or not all(isinstance(g, numbers.Integral) and g >= 1 for g in grid):
+        raise ValueError(f"spatial must be 'pool', an int k >= 1 or a (h, w) grid; got "
+                         f"{spatial!r}.")
+    return tuple(int(g) for g in grid)
+
+
+def _reduce(t, grid, layer, who):
+    """One vector per image: average over space (``grid=None``) or over a small grid."""
+    if isinstance(t, (tuple, list)):
+        t = t[0]
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{who}: layer {layer!r} returned {type(t).__name__}, not a tensor.")
+    if t.ndim == 2:
+        return t.detach().clone()
+    if t.ndim == 4:
+        if grid is None:
+            return t.mean(dim=(2, 3))
+        return nn.functional.adaptive_avg_pool2d(t, grid).flatten(1)
+    if t.ndim == 3:
+        if grid is None:
+            return t.mean(dim=2)
+        return nn.functional.adaptive_avg_pool1d(t, grid[0] * grid[1]).flatten(1)
+    raise ValueError(f"{who}: layer {layer!r} produced activations of shape {tuple(t.shape)}; "
+                     "expected (batch, channels, height, width) or (batch, features).")
+
+
+def _check_images(model, images, who):
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        hint = (" For single-channel images add the channel axis: images[:, None]."
+                if images.ndim == 3 else "")
+        raise ValueError(f"{who}: image probes must have shape (n_images, channels, height, "
+                         f"width); got an array of shape {images.shape}.{hint}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{who}: no probe images were given.")
+    conv = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is not None and conv[1].in_channels != images.shape[1]:
+        raise ValueError(f"{who}: image probes have {images.shape[1]} channels but the first "
+                         f"convolution {conv[0]!r} expects {conv[1].in_channels} (images of "
+                         "shape (n_images, channels, height, width)).")
+    if not np.all(np.isfinite(images)):
+        raise ValueError(f"{who}: image probes contain non-finite values (NaN or infinite).")
+    return images
+
+
+def record_cnn(model, images, *, layers="auto", spatial="pool", batch_size=512, name=None):
+    """Record a convolutional network layer by layer: the layer index is the time axis.
+
+    Forward hooks capture the chosen layers; each layer's feature maps are averaged over
+    space to one vector per image (``spatial='pool'``) or over a small grid
+    (``spatial=2``: a 2x2 adaptive average pool, units ordered channel-major,
+    ``c * 4 + 2 * i + j``). Two-dimensional activations (linear layers) are kept as they
+    are. Steps follow the order in which the layers run in the forward pass.
+
+    The model runs in eval mode under ``torch.inference_mode`` on its own device; every
+    submodule's training flag is restored and every hook removed afterwards.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    images : array-like of shape (n_images, channels, height, width)
+    layers : 'auto', str, nn.Module type, or list of those, default='auto'
+        See :func:`cnn_layers`. ``'auto'`` records each conv block's output (the
+        activation following each ``nn.Conv2d``) and the penultimate features (the input
+        of the last ``nn.Linear``). Note that for a global-average-pool head with
+        ``spatial='pool'`` the penultimate features repeat the last block's vector.
+    spatial : 'pool', int or (int, int), default='pool'
+        Global average pooling, or the size of an adaptive average-pool grid kept per layer.
+    batch_size : int, default=512
+        Images per forward pass.
+    name : str, default=None
+        Label of the model in error messages (and in the result).
+
+    Returns
+    -------
+    LayerTrajectories
+        ``hidden`` of shape ``(n_images, n_layers, max_units)`` (zero-padded, see
+        :class:`LayerTrajectories`), ``outputs`` ``(n_images, n_outputs)``, ``layers``
+        (unpadded per-layer arrays) and ``layer_names``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdynamo.datasets._cnn_zoo import ConvNetwork
+    >>> t = record_cnn(ConvNetwork(width=8, depth=3), np.zeros((5, 1, 8, 8)))
+    >>> t.layer_names
+    ['features.0.act', 'features.1.act', 'features.2.act', 'head:input']
+    >>> t.hidden.shape, t.outputs.shape
+    ((5, 4, 8), (5, 10))
+    """
+    who = f"Model {name!r}" if name is not None else type(model).__name__
+    images = _check_images(model, images, who)
+    grid = _check_spatial(spatial)
+    chosen = cnn_layers(model, layers)
+    try:
+        param = next(model.parameters())
+        device, dtype = param.device, param.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.float32
+    captured = {key: [] for key, _, _ in chosen}
+    order = []
+
+    def make_hook(key, where):
+        def hook(module, args, output=None):
+            value = args[0] if where == "input" else output
+            captured[key].append(_reduce(value, grid, key, who))
+            if key not in order:
+                order.append(key)
+        return hook
+
+    was_training = [(m, m.training) for m in model.modules()]
+    handles = []
+    per_layer = {key: [] for key, _, _ in chosen}
+    outputs = []
+    try:
+        for key, module, where in chosen:
+            hook = make_hook(key, where)
+            handles.append(module.register_forward_pre_hook(hook) if where == "input"
+                           else module.register_forward_hook(hook))
+        model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                x = torch.as_tensor(images[start: start + batch_size], device=device,
+                                    dtype=dtype)
+                for key in captured:
+                    captured[key].clear()
+                out = model(x)
+                if isinstance(out, (tuple, list)):
+                    out = out[0]
+                for key in captured:
+                    calls = len(captured[key])
+                    if calls == 0:
+                        raise ValueError(f"{who}: layer {key!r} was not called in the forward "
+                                         "pass; choose layers the model runs.")
+                    if calls > 1:
+                        raise ValueError(f"{who}: layer {key!r} ran {calls} times in one "
+                                         "forward pass (a module reused at several depths); "
+                                         "name layers that run once each.")
+                    per_layer[key].append(captured[key][0].to("cpu", torch.float32).numpy())
+                outputs.append(out.detach().to("cpu", torch.float32).numpy())
+    finally:
+        for h in handles:
+            h.remove()
+        for m, flag in was_training:
+            m.training = flag
+    arrays = [np.concatenate(per_layer[key]) for key in order]
+    for key, arr in zip(order, arrays):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{who}: layer {key!r} produced non-finite (NaN or infinite) "
+                             "activations on the probe images.")
+    outputs = np.concatenate(outputs)
+    if outputs.ndim != 2:
+        raise ValueError(f"{who}: outputs have shape {outputs.shape[1:]} per image; expected "
+                         "a vector of logits (n_images, n_outputs).")
+    if not np.all(np.isfinite(outputs)):
+        raise ValueError(f"{who}: the outputs are non-finite (NaN or infinite) on the probe "
+                         "images.")
+    return LayerTrajectories(arrays, outputs, layer_names=order, name=name)
+
+
+def _relative_depth_index(n_layers, n_steps):
+    """Source layer of each of ``n_steps`` steps: nearest relative depth, halves round up."""
+    if n_steps == 1:
+        return np.array([n_layers - 1])
+    pos = np.arange(n_steps) * (n_layers - 1) / (n_steps - 1)
+    return np.floor(pos + 0.5 + 1e-9).astype(int)
+
+
+def align_depths(trajectories, n_steps="max"):
+    """Resample members of different depths to a common number of steps by relative depth.
+
+    A member with ``L`` recorded layers places layer ``l`` at relative depth
+    ``l / (L - 1)`` (first recorded layer 0, last 1). Step ``k`` of ``K`` sits at relative
+    depth ``k / (K - 1)`` and takes the member's layer nearest to it (ties go to the
+    deeper layer); with ``K`` above ``L`` some layers repeat, below ``L`` some are skipped.
+    Layers are never interpolated: layers of one member may differ in width and meaning.
+    ``K = 1`` keeps the last layer.
+
+    Parameters
+    ----------
+    trajectories : sequence of LayerTrajectories
+    n_steps : 'max', 'min' or int, default='max'
+        ``K``: the deepest member's number of layers (nothing dropped), the shallowest's,
+        or a given number.
+
+    Returns
+    -------
+    list of LayerTrajectories
+        New objects (inputs untouched); ``layer_names`` say which layer fills each step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = LayerTrajectories([np.zeros((2, 4))] * 3, np.zeros((2, 10)))
+    >>> b = LayerTrajectories([np.zeros((2, 4))] * 4, np.zeros((2, 10)))
+    >>> [t.layer_names for t in align_depths([a, b])]
+    [['layer0', 'layer1', 'layer1', 'layer2'], ['layer0', 'layer1', 'layer2', 'layer3']]
+    """
+    trajectories = list(trajectories)
+    for i, t in enumerate(trajectories):
+        if not isinstance(t, LayerTrajectories):
+            raise TypeError(f"align_depths: member {i} is a {type(t).__name__}, not "
+                            "LayerTrajectories (record it with record_cnn).")
+    if not trajectories:
+        return []
+    depths = [t.n_layers for t in trajectories]
+    if n_steps == "max":
+        n_steps = max(depths)
+    elif n_steps == "min":
+        n_steps = min(depths)
+    elif not (isinstance(n_steps, numbers.Integral) and n_steps >= 1):
+        raise ValueError(f"n_steps must be 'max', 'min' or an int >= 1; got {n_steps!r}.")
+    aligned = []
+    for t in trajectories:
+        src = _relative_depth_index(t.n_layers, int(n_steps))
+        aligned.append(LayerTrajectories([t.layers[s] for s in src], t.outputs,
+                                         layer_names=[t.layer_names[s] for s in src],
+                                         name=t.name))
+    return aligned
+
+
+def _record_one(index, model, images, layers, spatial):
+    if isinstance(model, Trajectories):
+        return model
+    try:
+        return record_cnn(model, images, layers=layers, spatial=spatial, name=str(index))
+    except Exception as exc:  # noqa: BLE001 - re-raised with the model's index
+        raise ValueError(f"Recording model {index} ({type(model).__name__}) failed: "
+                         f"{exc}") from exc
+
+
+def record_cnn_population(models, images, *, layers="auto", spatial="pool", align="max",
+                          n_jobs=None):
+    """Record every CNN of a population (:func:`record_cnn`), then align depths.
+
+    Elements may also be precomputed :class:`LayerTrajectories`. Members must share the
+    output space: a member whose number of outputs differs from model 0's raises an error
+    naming it. ``align`` is passed to :func:`align_depths` as ``n_steps`` (``None`` skips
+    alignment). Recording runs in threads; a module listed several times is recorded once.
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("record_cnn_population needs at least one model.")
+    first = {}
+    for i, m in enumerate(models):
+        first.setdefault(id(m), i)
+    unique = sorted(first.values())
+    jobs = (delayed(_record_one)(i, models[i], images, layers, spatial) for i in unique)
+    done = dict(zip(unique, Parallel(n_jobs=n_jobs, prefer="threads")(jobs)))
+    recorded = [done[first[id(m)]] for m in models]
+    n_out = recorded[0].outputs.shape[1:]
+    for i, t in enumerate(recorded):
+        if t.outputs.shape[1:] != n_out:
+            raise ValueError(f"Model {i} has outputs of shape {t.outputs.shape[1:]} per image "
+                             f"but model 0 has {n_out}: members must share the output space "
+                             "(the same classes).")
+    return recorded if align is None else align_depths(recorded, align)

@@ -1,0 +1,306 @@
+"""Seeded, cached populations of small convolutional networks on sklearn's digits images.
+
+The images are sklearn's bundled 8x8 digits (:func:`sklearn.datasets.load_digits`, no
+download), scaled to ``[0, 1]`` and shaped ``(n, 1, 8, 8)``. One fixed stratified split
+(independent of every member's seed) gives the training images and the held-out images;
+members differ in *training variant* (what they compute), width, depth and seed. Every
+variant writes the same 10 logits, so all members share one output space.
+"""
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from itertools import product
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from sklearn.utils import Bunch, check_random_state
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from ._zoo import get_data_home
+
+__all__ = ["CNN_VARIANTS", "ConvNetwork", "load_digits_images", "digits_variant_labels",
+           "train_conv_network", "make_cnn_population"]
+
+# A fixed derangement of the ten digits (no digit keeps its label).
+_PERMUTATION = np.array([7, 4, 9, 0, 2, 8, 1, 5, 3, 6])
+
+#: Training variants: what a member computes from a digit ``d``, always as one of 10 labels.
+CNN_VARIANTS = {
+    "digits": "the digit itself (labels 0-9)",
+    "parity": "the digit's parity (label 0 for even, 1 for odd; logits 2-9 unused)",
+    "permuted": "a fixed permutation of the digits "
+                f"({', '.join(f'{d}->{p}' for d, p in enumerate(_PERMUTATION))})",
+}
+
+N_CLASSES = 10
+
+
+def digits_variant_labels(digits, variant):
+    """Labels of a training variant for true digit labels ``digits`` (ints 0-9).
+
+    ``'digits'`` returns the digits, ``'parity'`` ``digits % 2``, ``'permuted'`` the fixed
+    permutation listed in :data:`CNN_VARIANTS`. Every variant uses the labels 0-9 of one
+    shared 10-logit output space.
+    """
+    digits = np.asarray(digits, dtype=np.int64)
+    if variant == "digits":
+        return digits.copy()
+    if variant == "parity":
+        return digits % 2
+    if variant == "permuted":
+        return _PERMUTATION[digits]
+    raise ValueError(f"Unknown variant {variant!r}; variants are {sorted(CNN_VARIANTS)}.")
+
+
+def load_digits_images(test_size=0.4, random_state=0):
+    """sklearn's digits as images: ``(X_train, X_test, y_train, y_test)``.
+
+    Images have shape ``(n, 1, 8, 8)``, float32 in ``[0, 1]`` (pixel values / 16); labels
+    are the true digits. The split is stratified and fixed by ``random_state``.
+    """
+    data = load_digits()
+    X = (data.images / 16.0).astype(np.float32)[:, None]
+    return train_test_split(X, data.target.astype(np.int64), test_size=test_size,
+                            stratify=data.target, random_state=random_state)
+
+
+class ConvNetwork(nn.Module):
+    """A small CNN: ``depth`` conv blocks, global average pooling, a linear head.
+
+    Block ``i`` is ``Conv2d(3x3, padding 1) -> ReLU``, followed by a 2x2 max-pool for the
+    first two blocks (8x8 -> 4x4 -> 2x2); every block has ``width`` channels. The blocks
+    live in ``features`` (``features.<i>.conv``, ``features.<i>.act``), the head is
+    ``head`` (its input, the pooled features, is the penultimate layer).
+
+    Parameters
+    ----------
+    width : int, default=16
+        Channels of every conv block.
+    depth : int, default=2
+        Number of conv blocks.
+    n_classes : int, default=10
+        Output logits.
+    in_channels : int, default=1
+        Image channels.
+    """
+
+    def __init__(self, width=16, depth=2, n_classes=N_CLASSES, in_channels=1):
+        super().__init__()
+        if depth < 1 or width < 1:
+            raise ValueError(f"width and depth must be >= 1, got {width} and {depth}.")
+        self.width, self.depth, self.n_classes = int(width), int(depth), int(n_classes)
+        blocks = []
+        for i in range(depth):
+            block = nn.Sequential()
+            block.add_module("conv", nn.Conv2d(in_channels if i == 0 else width, width, 3,
+                                               padding=1))
+            block.add_module("act", nn.ReLU())
+            if i < 2:
+                block.add_module("pool", nn.MaxPool2d(2))
+            blocks.append(block)
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        """Map images ``(batch, channels, height, width)`` to logits ``(batch, n_classes)``."""
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+def _accuracy(model, X, y):
+    model.eval()
+    with torch.no_grad():
+        pred = model(torch.from_numpy(X)).argmax(1).numpy()
+    return float(np.mean(pred == y))
+
+
+def train_conv_network(variant="digits", width=16, depth=2, *, n_steps=1500, batch_size=64,
+                       lr=1e-2, random_state=0):
+    """Train one :class:`ConvNetwork` on a digits variant (Adam, cosine schedule, CPU).
+
+    Returns
+    -------
+    model : ConvNetwork
+        The trained network, in eval mode.
+    accuracy : float
+        Test accuracy on the held-out images of :func:`load_digits_images` (labels of the
+        variant).
+    """
+    X_train, X_test, d_train, d_test = load_digits_images()
+    y_train = digits_variant_labels(d_train, variant)
+    y_test = digits_variant_labels(d_test, variant)
+    rng = check_random_state(random_state)
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    Xt, yt = torch.from_numpy(X_train), torch.from_numpy(y_train)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ConvNetwork(width, depth)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_steps)
+        model.train()
+        for _ in range(n_steps):
+            idx = torch.from_numpy(rng.randint(len(Xt), size=batch_size))
+            loss = nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return model.eval(), _accuracy(model, X_test, y_test)
+
+
+def _train_member(spec, n_steps, lr, min_accuracy, max_retries):
+    # One torch thread per worker: two workers each using both cores run many times slower.
+    with threadpool_limits(1):
+        n_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            start = time.perf_counter()
+            for attempt in range(max_retries + 1):
+                model, acc = train_conv_network(
+                    spec["variant"], spec["width"], spec["depth"], n_steps=n_steps, lr=lr,
+                    random_state=spec["seed"] * 7919 + attempt * 104729 + 31)
+                if acc >= min_accuracy:
+                    break
+            elapsed = time.perf_counter() - start
+        finally:
+            torch.set_num_threads(n_threads)
+    return model.state_dict(), acc, attempt, elapsed
+
+
+def _spec_key(config):
+    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def make_cnn_population(variants=("digits", "parity", "permuted"), widths=(8, 16),
+                        depths=(2, 3), n_seeds=3, *, seed_offset=0, n_steps=1500, lr=1e-2,
+                        n_probes=256, min_accuracy=0.85, max_retries=2, data_home=None,
+                        download_if_missing=True, n_jobs=None, verbose=False):
+    """Train (or load from the cache) a seeded population of small CNNs on digits images.
+
+    The population is the full grid ``variants x widths x depths x seeds`` of
+    :class:`ConvNetwork` members. Variants change the computation, not the interface: every
+    member reads ``(n, 1, 8, 8)`` images and writes 10 logits (see :data:`CNN_VARIANTS`;
+    parity uses labels 0/1 of the same 10 logits). Members are trained on one thread each
+    (joblib workers) and cached weights-only, like :func:`make_rnn_population`.
+
+    A member whose test accuracy stays below ``min_accuracy`` is retrained from a new seed
+    up to ``max_retries`` times; if it still fails it is kept but reported by a warning and
+    by ``learned=False`` in the result, never silently.
+
+    Parameters
+    ----------
+    variants : sequence of str, default=('digits', 'parity', 'permuted')
+        Training variants (keys of :data:`CNN_VARIANTS`).
+    widths : sequence of int, default=(8, 16)
+        Channels per conv block.
+    depths : sequence of int, default=(2, 3)
+        Conv blocks.
+    n_seeds : int, default=3
+        Seeds per (variant, width, depth).
+    seed_offset : int, default=0
+        First seed; use it to draw held-out members (``seed_offset=100``).
+    n_steps : int, default=1500
+        Adam steps per member (batches of 64 training images).
+    lr : float, default=1e-2
+        Adam learning rate (cosine-annealed).
+    n_probes : int, default=256
+        Number of probe images: the first ``n_probes`` held-out images.
+    min_accuracy : float, default=0.85
+        Test accuracy a member must reach to count as learned.
+    max_retries : int, default=2
+        Retraining attempts for a member below ``min_accuracy``.
+    data_home : str or path-like, default=None
+        Cache folder (see :func:`get_data_home`).
+    download_if_missing : bool, default=True
+        Train members missing from the cache; if False, raise ``OSError`` instead.
+    n_jobs : int, default=None
+        Parallel training jobs (joblib, one torch thread each).
+    verbose : bool, default=False
+        Show a progress bar while training.
+
+    Returns
+    -------
+    population : :class:`~sklearn.utils.Bunch`
+        ``models`` (list of :class:`ConvNetwork`, eval mode), ``variant``, ``width``,
+        ``depth``, ``seed`` (arrays, one entry per model), ``accuracy`` (test accuracy of
+        each model on its variant), ``learned`` (bool array), ``train_time`` (seconds spent
+        training each member, retries included, as measured when it was trained),
+        ``probe_inputs`` (ndarray ``(n_probes, 1, 8, 8)``: the first ``n_probes`` held-out
+        images), ``test_images`` (all held-out images, ``(n_test, 1, 8, 8)``; those after
+        the first ``n_probes`` were never probes), ``test_digits`` (their true digits; use
+        :func:`digits_variant_labels` for a variant's labels) and ``DESCR``.
+    """
+    variants, widths, depths = list(variants), list(widths), list(depths)
+    if not variants or not widths or not depths or n_seeds < 1:
+        raise ValueError("variants, widths and depths must be non-empty and n_seeds >= 1.")
+    unknown = [v for v in variants if v not in CNN_VARIANTS]
+    if unknown:
+        raise ValueError(f"Unknown variants {unknown}; variants are {sorted(CNN_VARIANTS)}.")
+    specs = [dict(variant=v, width=int(w), depth=int(d), seed=int(s) + seed_offset)
+             for v, w, d, s in product(variants, widths, depths, range(n_seeds))]
+    folder = get_data_home(data_home) / "cnn_population"
+    folder.mkdir(exist_ok=True)
+    common = dict(n_steps=n_steps, lr=lr, min_accuracy=min_accuracy, max_retries=max_retries,
+                  version=1)
+    paths = [folder / f"{_spec_key({**spec, **common})}.pt" for spec in specs]
+    todo = [i for i, p in enumerate(paths) if not p.exists()]
+    if todo and not download_if_missing:
+        raise OSError(f"{len(todo)} members are not cached in {folder} and "
+                      "download_if_missing=False.")
+    if todo:
+        jobs = (delayed(_train_member)(specs[i], n_steps, lr, min_accuracy, max_retries)
+                for i in todo)
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+        if verbose:
+            from tqdm.auto import tqdm
+            results = tqdm(results, total=len(todo), desc="Training population", unit="model")
+        for i, (state, acc, attempts, elapsed) in zip(todo, results):
+            record = {"state_dict": state, "accuracy": float(acc), "attempts": int(attempts),
+                      "train_time": float(elapsed), "spec": json.dumps(specs[i])}
+            tmp = paths[i].with_suffix(".tmp")
+            torch.save(record, tmp)
+            os.replace(tmp, paths[i])
+    models, accuracy, train_time = [], [], []
+    for spec, path in zip(specs, paths):
+        # weights_only: a cache file can never run code on load.
+        record = torch.load(path, weights_only=True)
+        model = ConvNetwork(spec["width"], spec["depth"])
+        model.load_state_dict(record["state_dict"])
+        models.append(model.eval())
+        accuracy.append(record["accuracy"])
+        train_time.append(record["train_time"])
+    accuracy = np.array(accuracy)
+    learned = accuracy >= min_accuracy
+    if not learned.all():
+        bad = [f"#{i} ({specs[i]['variant']}/width {specs[i]['width']}/depth "
+               f"{specs[i]['depth']}/seed {specs[i]['seed']}: accuracy={accuracy[i]:.3f})"
+               for i in np.flatnonzero(~learned)]
+        warnings.warn(f"{len(bad)} members did not reach min_accuracy={min_accuracy} after "
+                      f"{max_retries} retries: {', '.join(bad)}. They are kept and flagged "
+                      "in population.learned.", UserWarning, stacklevel=2)
+    _, X_test, _, d_test = load_digits_images()
+    return Bunch(
+        models=models,
+        variant=np.array([s["variant"] for s in specs]),
+        width=np.array([s["width"] for s in specs]),
+        depth=np.array([s["depth"] for s in specs]),
+        seed=np.array([s["seed"] for s in specs]),
+        accuracy=accuracy,
+        learned=learned,
+        train_time=np.array(train_time),
+        probe_inputs=X_test[:n_probes].copy(),
+        test_images=X_test,
+        test_digits=d_test,
+        DESCR=(f"{len(models)} convolutional networks on sklearn's 8x8 digits: "
+               f"variants={variants}, widths={widths}, depths={depths}, "
+               f"seeds={seed_offset}..{seed_offset + n_seeds - 1}, {n_steps} Adam steps, "
+               f"10 shared output logits; probes are the first {min(n_probes, len(X_test))} "
+               f"of {len(X_test)} held-out images."),
+    )

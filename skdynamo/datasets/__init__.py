@@ -2,6 +2,8 @@
 
 from ._families import (make_classifier_population, make_family_population,
                         make_sequence_classification, train_sequence_classifier)
+from ._cnn_zoo import (CNN_VARIANTS, ConvNetwork, digits_variant_labels, load_digits_images,
+                       make_cnn_population, train_conv_network)
 from ._flipflop_zoo import make_flipflop_population, make_flipflop_trials
 from ._tasks import (PULSE_TASKS, make_delay, make_flipflop, make_integration,
                      make_leaky_integration, make_pulses, make_random_probes,
@@ -10,10 +12,15 @@ from ._zoo import (RecurrentNetwork, get_data_home, make_rnn_population, permute
                    train_recurrent_network)
 
 __all__ = [
+    "CNN_VARIANTS",
+    "ConvNetwork",
     "PULSE_TASKS",
     "RecurrentNetwork",
+    "digits_variant_labels",
     "get_data_home",
+    "load_digits_images",
     "make_classifier_population",
+    "make_cnn_population",
     "make_delay",
     "make_family_population",
     "make_flipflop",
@@ -28,5 +35,7 @@ __all__ = [
     "make_sine_generation",
     "make_task",
     "permute_hidden_units",
+    "train_conv_network",
     "train_recurrent_network",
+    "train_sequence_classifier",
 ]

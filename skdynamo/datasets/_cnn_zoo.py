@@ -7,23 +7,19 @@ members differ in *training variant* (what they compute), width, depth and seed.
 variant writes the same 10 logits, so all members share one output space.
 """
 
-import hashlib
-import json
-import os
 import time
 import warnings
+from functools import partial
 from itertools import product
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch, check_random_state
-from threadpoolctl import threadpool_limits
 from torch import nn
 
-from ._zoo import get_data_home
+from ._cache import load_or_train
 
 __all__ = ["CNN_VARIANTS", "ConvNetwork", "load_digits_images", "digits_variant_labels",
            "train_conv_network", "make_cnn_population"]
@@ -156,26 +152,15 @@ def train_conv_network(variant="digits", width=16, depth=2, *, n_steps=1500, bat
 
 
 def _train_member(spec, n_steps, lr, min_accuracy, max_retries):
-    # One torch thread per worker: two workers each using both cores run many times slower.
-    with threadpool_limits(1):
-        n_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            start = time.perf_counter()
-            for attempt in range(max_retries + 1):
-                model, acc = train_conv_network(
-                    spec["variant"], spec["width"], spec["depth"], n_steps=n_steps, lr=lr,
-                    random_state=spec["seed"] * 7919 + attempt * 104729 + 31)
-                if acc >= min_accuracy:
-                    break
-            elapsed = time.perf_counter() - start
-        finally:
-            torch.set_num_threads(n_threads)
-    return model.state_dict(), acc, attempt, elapsed
-
-
-def _spec_key(config):
-    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    start = time.perf_counter()
+    for attempt in range(max_retries + 1):
+        model, acc = train_conv_network(
+            spec["variant"], spec["width"], spec["depth"], n_steps=n_steps, lr=lr,
+            random_state=spec["seed"] * 7919 + attempt * 104729 + 31)
+        if acc >= min_accuracy:
+            break
+    return {"state_dict": model.state_dict(), "accuracy": float(acc), "attempts": attempt,
+            "train_time": time.perf_counter() - start}
 
 
 def make_cnn_population(variants=("digits", "parity", "permuted"), widths=(8, 16),
@@ -217,7 +202,7 @@ def make_cnn_population(variants=("digits", "parity", "permuted"), widths=(8, 16
     max_retries : int, default=2
         Retraining attempts for a member below ``min_accuracy``.
     data_home : str or path-like, default=None
-        Cache folder (see :func:`get_data_home`).
+        Cache folder (see :func:`skdynamo.datasets.get_data_home`).
     download_if_missing : bool, default=True
         Train members missing from the cache; if False, raise ``OSError`` instead.
     n_jobs : int, default=None
@@ -245,37 +230,18 @@ def make_cnn_population(variants=("digits", "parity", "permuted"), widths=(8, 16
         raise ValueError(f"Unknown variants {unknown}; variants are {sorted(CNN_VARIANTS)}.")
     specs = [dict(variant=v, width=int(w), depth=int(d), seed=int(s) + seed_offset)
              for v, w, d, s in product(variants, widths, depths, range(n_seeds))]
-    folder = get_data_home(data_home) / "cnn_population"
-    folder.mkdir(exist_ok=True)
-    common = dict(n_steps=n_steps, lr=lr, min_accuracy=min_accuracy, max_retries=max_retries,
-                  version=1)
-    paths = [folder / f"{_spec_key({**spec, **common})}.pt" for spec in specs]
-    todo = [i for i, p in enumerate(paths) if not p.exists()]
-    if todo and not download_if_missing:
-        raise OSError(f"{len(todo)} members are not cached in {folder} and "
-                      "download_if_missing=False.")
-    if todo:
-        jobs = (delayed(_train_member)(specs[i], n_steps, lr, min_accuracy, max_retries)
-                for i in todo)
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
-        if verbose:
-            from tqdm.auto import tqdm
-            results = tqdm(results, total=len(todo), desc="Training population", unit="model")
-        for i, (state, acc, attempts, elapsed) in zip(todo, results):
-            record = {"state_dict": state, "accuracy": float(acc), "attempts": int(attempts),
-                      "train_time": float(elapsed), "spec": json.dumps(specs[i])}
-            tmp = paths[i].with_suffix(".tmp")
-            torch.save(record, tmp)
-            os.replace(tmp, paths[i])
-    models, accuracy, train_time = [], [], []
-    for spec, path in zip(specs, paths):
-        # weights_only: a cache file can never run code on load.
-        record = torch.load(path, weights_only=True)
+    common = dict(n_steps=n_steps, lr=lr, min_accuracy=min_accuracy, max_retries=max_retries)
+    records = load_or_train(
+        "cnn_population", specs, {**common, "version": 1}, partial(_train_member, **common),
+        data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
+        verbose=verbose)
+    models = []
+    for spec, record in zip(specs, records):
         model = ConvNetwork(spec["width"], spec["depth"])
         model.load_state_dict(record["state_dict"])
         models.append(model.eval())
-        accuracy.append(record["accuracy"])
-        train_time.append(record["train_time"])
+    accuracy = [r["accuracy"] for r in records]
+    train_time = [r["train_time"] for r in records]
     accuracy = np.array(accuracy)
     learned = accuracy >= min_accuracy
     if not learned.all():

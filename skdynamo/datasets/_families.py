@@ -6,20 +6,17 @@ continuous parameter (the leak rate of leaky integration by default), so that a
 population can be trained on some values and a held-out value lies between them.
 """
 
-import hashlib
-import json
-import os
 import warnings
+from functools import partial
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
 from sklearn.utils import Bunch, check_random_state
-from threadpoolctl import threadpool_limits
 from torch import nn
 
+from ._cache import load_or_train
 from ._tasks import PULSE_TASKS, make_pulses, make_task
-from ._zoo import RecurrentNetwork, get_data_home, make_rnn_population
+from ._zoo import RecurrentNetwork, make_rnn_population
 
 __all__ = ["make_family_population", "make_sequence_classification",
            "make_classifier_population", "train_sequence_classifier"]
@@ -173,22 +170,12 @@ def train_sequence_classifier(cell="gru", hidden_size=16, *, leak=0.1, n_steps=8
     return model, acc
 
 
-def _key(config):
-    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _train_classifier_member(spec, common):
-    with threadpool_limits(1):
-        n_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            model, acc = train_sequence_classifier(
-                spec["cell"], spec["hidden_size"], leak=spec["leak"],
-                n_steps=common["n_steps"], n_timesteps=common["n_timesteps"],
-                n_channels=common["n_channels"], random_state=spec["seed"] * 7919 + 23)
-        finally:
-            torch.set_num_threads(n_threads)
-    return model.state_dict(), acc
+    model, acc = train_sequence_classifier(
+        spec["cell"], spec["hidden_size"], leak=spec["leak"], n_steps=common["n_steps"],
+        n_timesteps=common["n_timesteps"], n_channels=common["n_channels"],
+        random_state=spec["seed"] * 7919 + 23)
+    return {"state_dict": model.state_dict(), "score": float(acc)}
 
 
 def make_classifier_population(leaks=(0.0, 0.1, 0.3), *, cells=("gru",), hidden_sizes=(16,),
@@ -223,31 +210,16 @@ data_home, download_if_missing, n_jobs, verbose
     specs = [dict(leak=v, cell=c, hidden_size=int(h), seed=int(s) + seed_offset)
              for v in leaks for c in cells for h in hidden_sizes for s in range(n_seeds)]
     common = dict(n_steps=n_steps, n_timesteps=n_timesteps, n_channels=n_channels, version=1)
-    folder = get_data_home(data_home) / "classifier_population"
-    folder.mkdir(exist_ok=True)
-    paths = [folder / f"{_key({**s, **common})}.pt" for s in specs]
-    todo = [i for i, p in enumerate(paths) if not p.exists()]
-    if todo and not download_if_missing:
-        raise OSError(f"{len(todo)} members are not cached in {folder} and "
-                      "download_if_missing=False.")
-    if todo:
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_train_classifier_member)(specs[i], common) for i in todo)
-        if verbose:
-            from tqdm.auto import tqdm
-            results = tqdm(results, total=len(todo), desc="Training classifiers", unit="model")
-        for i, (state, acc) in zip(todo, results):
-            tmp = paths[i].with_suffix(".tmp")
-            torch.save({"state_dict": state, "score": float(acc), "spec": json.dumps(specs[i])},
-                       tmp)
-            os.replace(tmp, paths[i])
-    models, scores = [], []
-    for spec, path in zip(specs, paths):
-        record = torch.load(path, weights_only=True)
+    records = load_or_train(
+        "classifier_population", specs, common, partial(_train_classifier_member, common=common),
+        data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
+        verbose=verbose, desc="Training classifiers")
+    models = []
+    for spec, record in zip(specs, records):
         model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
         model.load_state_dict(record["state_dict"])
         models.append(model.eval())
-        scores.append(record["score"])
+    scores = [r["score"] for r in records]
     rng = check_random_state(random_state)
     probes = make_task("flipflop", n_probes, n_timesteps, n_channels, random_state=rng)[0]
     return Bunch(

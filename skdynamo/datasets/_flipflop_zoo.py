@@ -14,20 +14,18 @@ true stable fixed point at zero input:
   from another seed (up to ``max_retries`` times) and flagged if it still fails.
 """
 
-import json
-import os
 import warnings
+from functools import partial
 from itertools import product
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
 from sklearn.utils import Bunch, check_random_state
-from threadpoolctl import threadpool_limits
 from torch import nn
 
+from ._cache import load_or_train
 from ._tasks import make_pulses
-from ._zoo import RecurrentNetwork, _r2, _spec_key, get_data_home
+from ._zoo import RecurrentNetwork, _r2
 
 __all__ = ["make_flipflop_population", "make_flipflop_trials"]
 
@@ -99,23 +97,18 @@ def _train_flipflop(n_bits, cell, hidden_size, n_steps, n_timesteps, n_channels,
 
 
 def _train_member(spec, common):
-    with threadpool_limits(1):
-        n_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            for attempt in range(common["max_retries"] + 1):
-                seed = spec["seed"] * 7919 + attempt * 104729 + spec["n_bits"] * 31 + 5
-                model, score = _train_flipflop(
-                    spec["n_bits"], spec["cell"], spec["hidden_size"], common["n_steps"],
-                    common["n_timesteps"], common["n_channels"], common["pulse_prob"],
-                    common["noise"], common["lr"], common["batch_size"], seed)
-                n_attr, n_unsettled = _count_attractors(model, spec["n_bits"],
-                                                        common["n_channels"], seed)
-                if score >= common["min_score"] and n_attr == 2 ** spec["n_bits"]:
-                    break
-        finally:
-            torch.set_num_threads(n_threads)
-    return model.state_dict(), score, attempt, n_attr, n_unsettled
+    for attempt in range(common["max_retries"] + 1):
+        seed = spec["seed"] * 7919 + attempt * 104729 + spec["n_bits"] * 31 + 5
+        model, score = _train_flipflop(
+            spec["n_bits"], spec["cell"], spec["hidden_size"], common["n_steps"],
+            common["n_timesteps"], common["n_channels"], common["pulse_prob"],
+            common["noise"], common["lr"], common["batch_size"], seed)
+        n_attr, n_unsettled = _count_attractors(model, spec["n_bits"], common["n_channels"],
+                                                seed)
+        if score >= common["min_score"] and n_attr == 2 ** spec["n_bits"]:
+            break
+    return {"state_dict": model.state_dict(), "score": float(score), "attempts": attempt,
+            "n_attractors": int(n_attr), "n_unsettled": int(n_unsettled)}
 
 
 def make_flipflop_population(bits=(1, 2, 3), cells=("rnn", "lstm"), n_seeds=3, *,
@@ -198,34 +191,18 @@ def make_flipflop_population(bits=(1, 2, 3), cells=("rnn", "lstm"), n_seeds=3, *
     common = dict(n_steps=n_steps, n_timesteps=n_timesteps, n_channels=n_channels,
                   pulse_prob=pulse_prob, noise=noise, lr=lr, batch_size=batch_size,
                   min_score=min_score, max_retries=max_retries)
-    folder = get_data_home(data_home) / "flipflop_population"
-    folder.mkdir(exist_ok=True)
-    paths = [folder / f"{_spec_key({**spec, **common, 'version': 1})}.pt" for spec in specs]
-    todo = [i for i, p in enumerate(paths) if not p.exists()]
-    if todo and not download_if_missing:
-        raise OSError(f"{len(todo)} members are not cached in {folder} and "
-                      "download_if_missing=False.")
-    if todo:
-        jobs = (delayed(_train_member)(specs[i], common) for i in todo)
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
-        if verbose:
-            from tqdm.auto import tqdm
-            results = tqdm(results, total=len(todo), desc="Training flip-flops", unit="model")
-        for i, (state, score, attempts, n_attr, n_unsettled) in zip(todo, results):
-            record = {"state_dict": state, "score": float(score), "attempts": int(attempts),
-                      "n_attractors": int(n_attr), "n_unsettled": int(n_unsettled),
-                      "spec": json.dumps(specs[i])}
-            tmp = paths[i].with_suffix(".tmp")
-            torch.save(record, tmp)
-            os.replace(tmp, paths[i])
-    models, scores, n_attr = [], [], []
-    for spec, path in zip(specs, paths):
-        record = torch.load(path, weights_only=True)  # a cache file never runs code
+    records = load_or_train(
+        "flipflop_population", specs, {**common, "version": 1},
+        partial(_train_member, common=common),
+        data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
+        verbose=verbose, desc="Training flip-flops")
+    models = []
+    for spec, record in zip(specs, records):
         model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
         model.load_state_dict(record["state_dict"])
         models.append(model.eval())
-        scores.append(record["score"])
-        n_attr.append(record["n_attractors"])
+    scores = [r["score"] for r in records]
+    n_attr = [r["n_attractors"] for r in records]
     n_bits = np.array([s["n_bits"] for s in specs])
     n_attr = np.array(n_attr)
     ok = n_attr == 2 ** n_bits

@@ -1,19 +1,15 @@
 """Seeded, cached populations of small recurrent networks trained on the CPU."""
 
-import hashlib
-import json
-import os
 import warnings
+from functools import partial
 from itertools import product
-from pathlib import Path
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
 from sklearn.utils import Bunch, check_random_state
-from threadpoolctl import threadpool_limits
 from torch import nn
 
+from ._cache import get_data_home, load_or_train
 from ._tasks import PULSE_TASKS, make_task
 
 __all__ = ["RecurrentNetwork", "get_data_home", "train_recurrent_network", "make_rnn_population",
@@ -46,17 +42,6 @@ class RecurrentNetwork(nn.Module):
     def forward(self, x):
         """Map inputs ``(batch, time, n_inputs)`` to outputs ``(batch, time, n_outputs)``."""
         return self.readout(self.rnn(x)[0])
-
-
-def get_data_home(data_home=None):
-    """Folder where skdynamo caches trained populations.
-
-    ``data_home`` wins, then the ``SKDYNAMO_DATA`` environment variable, then
-    ``~/skdynamo_data``. The folder is created if needed.
-    """
-    path = Path(data_home or os.environ.get("SKDYNAMO_DATA", "~/skdynamo_data")).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _r2(pred, target):
@@ -104,26 +89,14 @@ def train_recurrent_network(task, cell="gru", hidden_size=32, *, n_steps=1000, b
 
 
 def _train_member(spec, n_steps, n_timesteps, n_channels, min_score, max_retries):
-    # One torch thread per worker: two workers each using both cores run many times slower.
-    with threadpool_limits(1):
-        n_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            for attempt in range(max_retries + 1):
-                model, score = train_recurrent_network(
-                    spec["task"], spec["cell"], spec["hidden_size"], n_steps=n_steps,
-                    n_timesteps=n_timesteps, n_channels=n_channels,
-                    task_params=spec["task_params"],
-                    random_state=spec["seed"] * 7919 + attempt * 104729 + 17)
-                if score >= min_score:
-                    break
-        finally:
-            torch.set_num_threads(n_threads)
-    return model.state_dict(), score, attempt
-
-
-def _spec_key(config):
-    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    for attempt in range(max_retries + 1):
+        model, score = train_recurrent_network(
+            spec["task"], spec["cell"], spec["hidden_size"], n_steps=n_steps,
+            n_timesteps=n_timesteps, n_channels=n_channels, task_params=spec["task_params"],
+            random_state=spec["seed"] * 7919 + attempt * 104729 + 17)
+        if score >= min_score:
+            break
+    return {"state_dict": model.state_dict(), "score": float(score), "attempts": attempt}
 
 
 def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn", "gru", "lstm"),
@@ -198,37 +171,18 @@ def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn"
     specs = [dict(task=t, cell=c, hidden_size=int(h), seed=int(s) + seed_offset,
                   task_params=task_params.get(t, {}))
              for t, c, h, s in product(tasks, cells, hidden_sizes, range(n_seeds))]
-    folder = get_data_home(data_home) / "rnn_population"
-    folder.mkdir(exist_ok=True)
     common = dict(n_steps=n_steps, n_timesteps=n_timesteps, n_channels=n_channels,
-                  min_score=min_score, max_retries=max_retries, version=1)
-    paths = [folder / f"{_spec_key({**spec, **common})}.pt" for spec in specs]
-    todo = [i for i, p in enumerate(paths) if not p.exists()]
-    if todo and not download_if_missing:
-        raise OSError(f"{len(todo)} members are not cached in {folder} and "
-                      "download_if_missing=False.")
-    if todo:
-        jobs = (delayed(_train_member)(specs[i], n_steps, n_timesteps, n_channels, min_score,
-                                       max_retries) for i in todo)
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
-        if verbose:
-            from tqdm.auto import tqdm
-            results = tqdm(results, total=len(todo), desc="Training population", unit="model")
-        for i, (state, score, attempts) in zip(todo, results):
-            record = {"state_dict": state, "score": float(score), "attempts": int(attempts),
-                      "spec": json.dumps(specs[i])}
-            tmp = paths[i].with_suffix(".tmp")
-            torch.save(record, tmp)
-            os.replace(tmp, paths[i])
-    models, scores = [], []
-    for spec, path in zip(specs, paths):
-        # weights_only: a cache file can never run code on load.
-        record = torch.load(path, weights_only=True)
+                  min_score=min_score, max_retries=max_retries)
+    records = load_or_train(
+        "rnn_population", specs, {**common, "version": 1}, partial(_train_member, **common),
+        data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
+        verbose=verbose)
+    models = []
+    for spec, record in zip(specs, records):
         model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
         model.load_state_dict(record["state_dict"])
         models.append(model.eval())
-        scores.append(record["score"])
-    scores = np.array(scores)
+    scores = np.array([r["score"] for r in records])
     learned = scores >= min_score
     if not learned.all():
         bad = [f"#{i} ({specs[i]['task']}/{specs[i]['cell']}/seed {specs[i]['seed']}: "

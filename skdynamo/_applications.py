@@ -1,6 +1,7 @@
 """Helpers shared by DynamoCluster, DynamoAverager and DynamoSemiSupervised."""
 
 import numpy as np
+import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -73,3 +74,11 @@ def check_sequences(X, n_inputs, *, name="X"):
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or infinite values.")
     return arr
+
+
+def run_network(net, X):
+    """Validate sequences for ``net`` and return its outputs as a numpy array."""
+    x = check_sequences(X, net.n_inputs)
+    ref = next(net.parameters())
+    with torch.no_grad():
+        return net(torch.as_tensor(x, device=ref.device)).cpu().numpy()

@@ -2,13 +2,12 @@
 
 import numpy as np
 from scipy.special import softmax
-import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._applications import check_sequences, embed_population, resolve_embedder
+from ._applications import embed_population, resolve_embedder, run_network
 from ._recording import record_population
 from ._standalone import bake
 from .utils.validation import check_models
@@ -155,12 +154,7 @@ class DynamoAverager(BaseEstimator):
 
     def _run(self, X):
         check_is_fitted(self)
-        net = self.averaged_model_
-        x = check_sequences(X, net.n_inputs)
-        ref = next(net.parameters())
-        with torch.no_grad():
-            out = net(torch.as_tensor(x, device=ref.device))
-        return out.cpu().numpy()
+        return run_network(self.averaged_model_, X)
 
     def predict(self, X):
         """Outputs of the averaged network on data.

@@ -14,7 +14,8 @@ from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._applications import check_sequences, embed_population, is_frozen, resolve_embedder, unwrap
+from ._applications import (check_sequences, embed_population, is_frozen, resolve_embedder,
+                            run_network, unwrap)
 from ._standalone import bake
 from .utils.validation import check_models
 
@@ -351,11 +352,7 @@ class DynamoSemiSupervised(BaseEstimator):
 
     def _outputs(self, X):
         check_is_fitted(self)
-        net = self.model_
-        x = check_sequences(X, net.n_inputs)
-        ref = next(net.parameters())
-        with torch.no_grad():
-            return net(torch.as_tensor(x, device=ref.device)).cpu().numpy()
+        return run_network(self.model_, X)
 
     def predict(self, X):
         """Predict classes or targets for input sequences.

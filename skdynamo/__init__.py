@@ -2,12 +2,13 @@
 
 from ._averager import DynamoAverager
 from ._cluster import DynamoCluster
+from ._cnn_recording import LayerTrajectories, align_depths, cnn_layers, record_cnn
 from ._embedder import DynamoEmbedder
 from ._net import DivergenceError
 from ._persistence import load_estimator, load_weights, save_estimator, save_weights
 from ._recording import Trajectories
 from ._semi_supervised import DynamoSemiSupervised
-from ._standalone import StandaloneRNN
+from ._standalone import StandaloneCNN, StandaloneRNN
 
 __version__ = "0.1.0"
 
@@ -17,11 +18,16 @@ __all__ = [
     "DynamoCluster",
     "DynamoEmbedder",
     "DynamoSemiSupervised",
+    "LayerTrajectories",
+    "StandaloneCNN",
     "StandaloneRNN",
     "Trajectories",
     "__version__",
+    "align_depths",
+    "cnn_layers",
     "load_estimator",
     "load_weights",
+    "record_cnn",
     "save_estimator",
     "save_weights",
 ]

@@ -7,8 +7,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._applications import embed_population, resolve_embedder, run_network
-from ._recording import record_population
+from ._applications import embed_population, final_outputs, resolve_embedder, run_network, unwrap
 from ._standalone import bake
 from .utils.validation import check_models
 
@@ -80,12 +79,14 @@ class DynamoAverager(BaseEstimator):
     member_embeddings_ : ndarray of shape (n_models, n_components)
     medoid_index_ : int or None
         Index of the medoid member (``center='medoid'``), else None.
-    averaged_model_ : skdynamo.StandaloneRNN
+    averaged_model_ : skdynamo.StandaloneRNN or skdynamo.StandaloneCNN
         The meta-model at the centre, as a plain ``torch.nn.Module``: a standard
-        ``nn.GRU``/``nn.LSTM``/``nn.RNN`` with a learned initial state and a readout. Save
-        it with ``torch.save(m.state_dict(), path)``; reload it with
-        ``StandaloneRNN(**config)`` and ``load_state_dict(torch.load(path,
-        weights_only=True))`` (``config`` is ``averaged_model_.config``).
+        ``nn.GRU``/``nn.LSTM``/``nn.RNN`` with a learned initial state and a readout, or
+        (for a population of CNNs) a plain CNN with the FiLM modulation folded into its
+        convolutions. Save it with ``torch.save(m.state_dict(), path)``; reload it with
+        ``StandaloneRNN(**config)`` (or ``StandaloneCNN``) and
+        ``load_state_dict(torch.load(path, weights_only=True))`` (``config`` is
+        ``averaged_model_.config``).
     embedder_ : DynamoEmbedder or FrozenEstimator
         The fitted embedder.
 
@@ -161,28 +162,33 @@ class DynamoAverager(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_timesteps, n_inputs)
+        X : array-like of shape (n_samples, n_timesteps, n_inputs) or (n_samples, channels, height, width)
+            Sequences, or images for a population of CNNs.
 
         Returns
         -------
-        outputs : ndarray of shape (n_samples, n_timesteps, n_outputs)
+        outputs : ndarray of shape (n_samples, n_timesteps, n_outputs) or (n_samples, n_outputs)
+            Output sequences, or a CNN's logits.
         """
         return self._run(X)
 
     def predict_proba(self, X):
-        """Softmax of the last step's outputs, for members whose outputs are class scores.
+        """Softmax of the class scores (a CNN's logits, a sequence model's last step), for
+        members that are classifiers.
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_outputs)
         """
-        return softmax(self._run(X)[:, -1].astype(np.float64), axis=1)
+        return softmax(final_outputs(self._run(X)).astype(np.float64), axis=1)
 
     def score(self, X, y=None):
         """Agreement of the averaged network with (held-out) members, higher is better.
 
-        Each model is run on the embedder's probe inputs; the score is the mean over models
-        of the R^2 of the averaged network's outputs against the model's outputs.
+        Each model is run on the embedder's probe inputs. For classifiers (an embedder
+        fitted with ``output_loss='kl'``, the default for CNNs) the score is the mean over
+        models of the fraction of probes on which the averaged network's class (argmax)
+        matches the model's; otherwise the mean R^2 of its outputs against the model's.
 
         Parameters
         ----------
@@ -195,17 +201,23 @@ class DynamoAverager(BaseEstimator):
         """
         check_is_fitted(self)
         models = check_models(X)
-        probes = self.embedder_.probe_inputs_
-        trajectories = record_population(models, probes, recorder=self.embedder_.recorder)
+        inner = unwrap(self.embedder_)
+        probes = inner.probe_inputs_
+        kind = getattr(inner, "_kind", "rnn")
+        trajectories = inner._record(models, probes, kind, getattr(inner, "_n_steps", "max"))
+        classifier = getattr(inner, "_output_loss", inner.output_loss) == "kl"
         pred = self._run(probes)
         scores = []
         for i, t in enumerate(trajectories):
             target = t.outputs
-            p = pred[:, -1] if target.ndim == 2 else pred
+            p = pred[:, -1] if (pred.ndim == 3 and target.ndim == 2) else pred
             if target.shape != p.shape:
                 raise ValueError(f"X[{i}] produces outputs of shape {target.shape} on the probes;"
                                  f" the averaged network produces {p.shape}.")
-            scores.append(_pooled_r2(p, target))
+            if classifier:
+                scores.append(float(np.mean(p.argmax(-1) == target.argmax(-1))))
+            else:
+                scores.append(_pooled_r2(p, target))
         return float(np.mean(scores))
 
     def __sklearn_tags__(self):

@@ -396,24 +396,44 @@ def align_depths(trajectories, n_steps="max"):
     return aligned
 
 
-def _record_one(index, model, images, layers, spatial):
+def _record_one(index, model, images, layers, spatial, recorder):
     if isinstance(model, Trajectories):
         return model
     try:
-        return record_cnn(model, images, layers=layers, spatial=spatial, name=str(index))
+        if recorder is None:
+            return record_cnn(model, images, layers=layers, spatial=spatial, name=str(index))
+        result = recorder(model, images)
+        if isinstance(result, LayerTrajectories):
+            return result
+        try:
+            per_layer, outputs = result
+        except (TypeError, ValueError):
+            raise TypeError("a recorder for CNNs must return a LayerTrajectories or a pair "
+                            "(layers, outputs): a list of (n_images, n_units_l) arrays (or an "
+                            "(n_images, n_layers, n_units) array) and (n_images, n_outputs) "
+                            "logits.") from None
+        if isinstance(per_layer, (np.ndarray, torch.Tensor)) and np.ndim(per_layer) == 3:
+            per_layer = [per_layer[:, i] for i in range(per_layer.shape[1])]
+        per_layer = [np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a)
+                     for a in per_layer]
+        outputs = np.asarray(outputs.detach().cpu() if isinstance(outputs, torch.Tensor)
+                             else outputs)
+        return LayerTrajectories(per_layer, outputs, name=str(index))
     except Exception as exc:  # noqa: BLE001 - re-raised with the model's index
         raise ValueError(f"Recording model {index} ({type(model).__name__}) failed: "
                          f"{exc}") from exc
 
 
 def record_cnn_population(models, images, *, layers="auto", spatial="pool", align="max",
-                          n_jobs=None):
+                          recorder=None, n_jobs=None):
     """Record every CNN of a population (:func:`record_cnn`), then align depths.
 
     Elements may also be precomputed :class:`LayerTrajectories`. Members must share the
     output space: a member whose number of outputs differs from model 0's raises an error
     naming it. ``align`` is passed to :func:`align_depths` as ``n_steps`` (``None`` skips
-    alignment). Recording runs in threads; a module listed several times is recorded once.
+    alignment). ``recorder(model, images)``, when given, replaces :func:`record_cnn` and
+    returns a :class:`LayerTrajectories` or ``(layers, outputs)``. Recording runs in
+    threads; a module listed several times is recorded once.
     """
     models = list(models)
     if not models:
@@ -422,9 +442,20 @@ def record_cnn_population(models, images, *, layers="auto", spatial="pool", alig
     for i, m in enumerate(models):
         first.setdefault(id(m), i)
     unique = sorted(first.values())
-    jobs = (delayed(_record_one)(i, models[i], images, layers, spatial) for i in unique)
+    jobs = (delayed(_record_one)(i, models[i], images, layers, spatial, recorder)
+            for i in unique)
     done = dict(zip(unique, Parallel(n_jobs=n_jobs, prefer="threads")(jobs)))
     recorded = [done[first[id(m)]] for m in models]
+    for i, t in enumerate(recorded):
+        if not isinstance(t, LayerTrajectories):
+            raise TypeError(f"Model {i} is a {type(t).__name__}; image probes need "
+                            "LayerTrajectories (record_cnn) for precomputed recordings.")
+        if t.n_probes != len(images):
+            raise ValueError(f"Model {i} has {t.n_probes} recorded images; expected "
+                             f"{len(images)} (one per probe image).")
+        if not (np.all(np.isfinite(t.hidden)) and np.all(np.isfinite(t.outputs))):
+            raise ValueError(f"Model {i} has non-finite (NaN or infinite) activations or "
+                             "outputs on the probe images.")
     n_out = recorded[0].outputs.shape[1:]
     for i, t in enumerate(recorded):
         if t.outputs.shape[1:] != n_out:

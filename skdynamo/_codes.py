@@ -12,28 +12,34 @@ def _augment(g):
     return torch.cat([g, torch.ones_like(g[..., :1])], dim=-1)
 
 
-def ridge_maps(g, h, ridge=1e-3):
+def ridge_maps(g, h, ridge=1e-3, per_step=False):
     """Least-squares maps from states ``g`` (..., P, T, H) to targets ``h`` (..., P, T, k).
 
-    Returns ``(weight (..., H + 1, k))`` acting on states augmented with a constant 1.
+    One map shared over time, or one per step (``per_step``: CNN layers). Returns
+    ``weight (..., H + 1, k)`` (or ``(..., T, H + 1, k)``) acting on states augmented
+    with a constant 1.
     """
-    ga = _augment(g).flatten(-3, -2)                    # (..., PT, H+1)
-    hf = h.flatten(-3, -2)                              # (..., PT, k)
+    if per_step:
+        ga, hf = _augment(g).transpose(-3, -2), h.transpose(-3, -2)    # (..., T, P, .)
+    else:
+        ga, hf = _augment(g).flatten(-3, -2), h.flatten(-3, -2)         # (..., PT, .)
     gram = ga.transpose(-1, -2) @ ga
     eye = torch.eye(gram.shape[-1], dtype=g.dtype, device=g.device)
     rhs = ga.transpose(-1, -2) @ hf
     return torch.linalg.solve(gram + ridge * ga.shape[-2] * eye, rhs)
 
 
-def _apply_maps(g, weight):
+def _apply_maps(g, weight, per_step=False):
+    if per_step:
+        return torch.einsum("...pth,...thk->...ptk", _augment(g), weight)
     return _augment(g) @ weight[..., None, :, :]
 
 
-def _projected_loss(y_hat, g, y, h, scale, *, hidden_weight, kind, last_only):
+def _projected_loss(y_hat, g, y, h, scale, *, hidden_weight, kind, last_only, per_step):
     """Loss of (models x starts) with V solved in closed form. Shapes (M, S, P, T, .)."""
     m, s = y_hat.shape[:2]
-    weight = ridge_maps(g, h)
-    h_hat = _apply_maps(g, weight)
+    weight = ridge_maps(g, h, per_step=per_step)
+    h_hat = _apply_maps(g, weight, per_step)
     flat = lambda a: a.reshape(m * s, *a.shape[2:])  # noqa: E731
     out = output_loss(flat(y_hat), flat(y), scale.repeat_interleave(s), kind, last_only)
     hid = hidden_loss(flat(h_hat), flat(h))
@@ -41,13 +47,17 @@ def _projected_loss(y_hat, g, y, h, scale, *, hidden_weight, kind, last_only):
 
 
 def _run(meta, probes, theta):
-    """Meta-model outputs and states for every theta in (M, S, d) on every probe."""
+    """Meta-model outputs and states for every theta in (M, S, d) on every probe.
+
+    ``probes`` are sequences (P, T, F) or images (P, C, H, W); returns outputs
+    (M, S, P, ...) and states (M, S, P, T, H).
+    """
     m, s, d = theta.shape
-    p, t, f = probes.shape
-    x = probes[None].expand(m * s, p, t, f).reshape(-1, t, f)
+    p = probes.shape[0]
+    x = probes[None].expand(m * s, *probes.shape).reshape(-1, *probes.shape[1:])
     th = theta.reshape(m * s, d).repeat_interleave(p, dim=0)
     y, g = meta(x, th)
-    return y.view(m, s, p, t, -1), g.view(m, s, p, t, -1)
+    return y.view(m, s, p, *y.shape[1:]), g.view(m, s, p, *g.shape[1:])
 
 
 def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, n_starts=3, max_iter=100,
@@ -70,6 +80,7 @@ def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, n_starts=3, m
     """
     for p in meta.parameters():
         p.requires_grad_(False)
+    per_step = meta.per_step_maps
     n_models = outputs.shape[0]
     expand = lambda a, s: a[:, None].expand(a.shape[0], s, *a.shape[1:])  # noqa: E731
     thetas, losses = [], []
@@ -83,7 +94,7 @@ def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, n_starts=3, m
             cand_loss = _projected_loss(
                 y_c.expand(m, *y_c.shape[1:]), g_c.expand(m, *g_c.shape[1:]),
                 expand(y_m, c), expand(h_m, c), s_m, hidden_weight=hidden_weight, kind=kind,
-                last_only=last_only)
+                last_only=last_only, per_step=per_step)
             cand_loss = cand_loss + embedding_l2 * (candidates ** 2).sum(1)[None]
         k = min(n_starts, c)
         best = torch.topk(-cand_loss, k, dim=1).indices              # (m, k)
@@ -94,7 +105,7 @@ def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, n_starts=3, m
         for _ in range(max_iter):
             y_hat, g = _run(meta, probes, theta)
             loss = _projected_loss(y_hat, g, y_s, h_s, s_m, hidden_weight=hidden_weight,
-                                   kind=kind, last_only=last_only)
+                                   kind=kind, last_only=last_only, per_step=per_step)
             loss = loss + embedding_l2 * (theta ** 2).sum(-1)
             opt.zero_grad()
             loss.sum().backward()
@@ -103,7 +114,7 @@ def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, n_starts=3, m
         with torch.no_grad():
             y_hat, g = _run(meta, probes, theta)
             loss = _projected_loss(y_hat, g, y_s, h_s, s_m, hidden_weight=hidden_weight,
-                                   kind=kind, last_only=last_only)
+                                   kind=kind, last_only=last_only, per_step=per_step)
             loss = loss + embedding_l2 * (theta ** 2).sum(-1)
             # Keep a refined start only if it beats the best raw candidate.
             pick = loss.argmin(1)
@@ -126,24 +137,43 @@ def _r2(pred, target):
 
 
 @torch.no_grad()
-def emulation_r2(meta, theta, train, valid, *, maps=None, last_only=False):
+def emulation_r2(meta, theta, train, valid, *, maps=None, last_only=False, kind="mse"):
     """Output and hidden R^2 on held-out probes for models at embeddings ``theta`` (M, d).
 
     ``train``/``valid`` are ``(probes, outputs, hidden)`` tuples. ``maps`` are learned
-    ``(weight (M, k, H), bias (M, k))``; without them ``V`` is fitted by ridge on ``train``.
+    ``(weight, bias)``; without them ``V`` is fitted by ridge on ``train``. With
+    ``kind='kl'`` (classifiers) the output R^2 compares softmax probabilities and the
+    argmax agreement is returned too.
+
+    Returns
+    -------
+    output_r2, hidden_r2 : ndarray of shape (M,)
+    agreement : ndarray of shape (M,) or None
+        Fraction of held-out probes (and steps) on which the emulation's argmax matches
+        the model's (``kind='kl'`` only).
     """
+    per_step = meta.per_step_maps
     th = theta[:, None]
     yv, gv = _run(meta, valid[0], th)
     yv, gv = yv[:, 0], gv[:, 0]
     if maps is None:
         _, gt = _run(meta, train[0], th)
-        weight = ridge_maps(gt[:, 0], train[2])
-        h_hat = _apply_maps(gv, weight)
+        weight = ridge_maps(gt[:, 0], train[2], per_step=per_step)
+        h_hat = _apply_maps(gv, weight, per_step)
     else:
         weight, bias = maps
-        h_hat = torch.einsum("nbth,nkh->nbtk", gv, weight) + bias[:, None, None]
+        if per_step:
+            h_hat = torch.einsum("nbth,ntkh->nbtk", gv, weight) + bias[:, None]
+        else:
+            h_hat = torch.einsum("nbth,nkh->nbtk", gv, weight) + bias[:, None, None]
     if last_only:
         yv = yv[:, :, -1]
-    out_r2 = _r2(yv, valid[1])
+    target = valid[1]
+    agreement = None
+    if kind == "kl":
+        agreement = (yv.argmax(-1) == target.argmax(-1)).float()
+        agreement = agreement.reshape(agreement.shape[0], -1).mean(1).cpu().numpy()
+        yv, target = torch.softmax(yv, -1), torch.softmax(target, -1)
+    out_r2 = _r2(yv, target)
     hid_r2 = _r2(h_hat, valid[2])
-    return out_r2.cpu().numpy(), hid_r2.cpu().numpy()
+    return out_r2.cpu().numpy(), hid_r2.cpu().numpy(), agreement

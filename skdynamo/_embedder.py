@@ -13,13 +13,18 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping, GradientNormClipping, LRScheduler
 from skorch.helper import predefined_split
 
+from scipy.special import softmax
+
+from ._cnn_recording import _check_spatial, record_cnn_population
 from ._codes import emulation_r2, fit_codes
 from ._net import DynamoNet, EpochProgressBar, ProbeDataset
-from ._recording import check_trajectories, input_width, record_population
-from ._targets import initial_embeddings, output_variance, pad_targets, reduce_hidden
+from ._recording import (Trajectories, check_trajectories, input_width, record_population,
+                         recurrent_layers)
+from ._targets import (initial_embeddings, output_variance, pad_targets, reduce_hidden,
+                       reduce_layers)
 from .datasets._tasks import make_random_probes
-from ._recording import Trajectories
 from .nn import DynamoModule, EmulatedNetwork
+from ._cnn_recording import LayerTrajectories
 from .utils.validation import check_models, check_probe_inputs
 
 __all__ = ["DynamoEmbedder"]
@@ -31,6 +36,19 @@ _MAX_SEED = np.iinfo(np.int32).max
 
 def _as_tensor(a, device):
     return torch.as_tensor(a, dtype=torch.float32, device=device)
+
+
+def _is_convolutional(model):
+    """A module with a 2-D convolution and no recurrent layer."""
+    return (isinstance(model, torch.nn.Module) and not recurrent_layers(model)
+            and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()))
+
+
+def _scores(out_r2, hid_r2, agreement):
+    scores = Bunch(output_r2=out_r2, hidden_r2=hid_r2)
+    if agreement is not None:
+        scores["agreement"] = agreement
+    return scores
 
 
 def _resolve_device(device):
@@ -53,27 +71,47 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     ----------
     n_components : int, default=2
         Dimension ``d`` of the model embedding.
-    probe_inputs : array-like of shape (n_probes, n_timesteps, n_features), default=None
-        Inputs every model is run on. Task inputs give the most meaningful map. ``None``
-        draws 256 seeded random probe sequences of 50 steps
+    probe_inputs : array-like, default=None
+        Inputs every model is run on: sequences ``(n_probes, n_timesteps, n_features)``
+        for recurrent models, images ``(n_probes, channels, height, width)`` for
+        convolutional ones. Task inputs give the most meaningful map. ``None`` draws 256
+        seeded random probe sequences of 50 steps
         (:func:`skdynamo.datasets.make_random_probes`), the width read off each model's
-        first layer; an error says what to pass when that width cannot be read.
+        first layer; an error says what to pass when that width cannot be read (and for
+        CNNs, which need images).
     recorder : 'auto' or callable, default='auto'
         ``'auto'`` records every ``nn.RNN``/``nn.GRU``/``nn.LSTM`` submodule with forward
-        hooks (all layers of multi-layer RNNs; ``h_t`` of LSTMs). A callable
-        ``recorder(model, inputs) -> (hidden, outputs)`` overrides it.
+        hooks (all layers of multi-layer RNNs; ``h_t`` of LSTMs), or, for images, the
+        layers chosen by ``layers`` (:func:`skdynamo.record_cnn`). A callable
+        ``recorder(model, inputs) -> (hidden, outputs)`` overrides it (for images it may
+        return ``(list_of_layer_arrays, logits)`` or a ``LayerTrajectories``).
     hidden_size : int, default=64
-        Width of the meta-model's state.
+        Width of the meta-model's state (channels of each stage of a CNN meta-model).
     cell : {'gru', 'lstm', 'rnn'}, default='gru'
-        Cell of the meta-model.
+        Cell of a recurrent meta-model.
     n_pcs : int, default=10
-        Principal components kept of each model's hidden states.
+        Principal components kept of each model's hidden states (of each layer, for CNNs).
     hidden_weight : float, default=1.0
         Weight ``alpha`` of the hidden-state term of the loss.
     embedding_l2 : float, default=1e-3
         Weight ``lambda`` of the penalty on embedding norms.
-    output_loss : {'mse', 'kl'}, default='mse'
-        ``'kl'`` compares softmax outputs (classifiers).
+    output_loss : {'auto', 'mse', 'kl'}, default='auto'
+        ``'kl'`` compares softmax outputs (classifiers), ``'mse'`` raw outputs normalised
+        by each model's output variance. ``'auto'``: ``'kl'`` for image classifiers
+        (CNNs), ``'mse'`` for sequences.
+    meta_model : {'auto', 'rnn', 'cnn'}, default='auto'
+        The conditioned meta-model. ``'rnn'``: a recurrent network
+        (:class:`skdynamo.nn.ConditionedRNN`), time steps as time. ``'cnn'``: a
+        convolutional network modulated by FiLM (:class:`skdynamo.nn.ConditionedCNN`),
+        the recorded layers as time, one map per model and layer. ``'auto'``: ``'cnn'``
+        when the probe inputs are images (rank 4) or, with ``probe_inputs=None``, when
+        the models are convolutional; ``'rnn'`` otherwise.
+    layers : 'auto', str, nn.Module type or list of those, default='auto'
+        CNNs only: layers recorded (:func:`skdynamo.cnn_layers`). ``'auto'``: each conv
+        block's output and the penultimate features. Members of different depths are
+        aligned by relative depth (:func:`skdynamo.align_depths`).
+    spatial : 'pool', int or (int, int), default='pool'
+        CNNs only: each layer's feature maps averaged over space, or over a small grid.
     max_epochs : int, default=80
         Maximum training epochs (early stopping usually ends sooner).
     lr : float, default=3e-3
@@ -108,15 +146,18 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     ----------
     embeddings_ : ndarray of shape (n_models, n_components)
         Embedding of each training model.
-    meta_model_ : skdynamo.nn.ConditionedRNN
+    meta_model_ : skdynamo.nn.ConditionedRNN or skdynamo.nn.ConditionedCNN
         The trained meta-model.
     maps_ : tuple of ndarrays
-        ``(weight (n_models, k, hidden_size), bias (n_models, k))``: the per-model maps.
+        ``(weight (n_models, k, hidden_size), bias (n_models, k))``: the per-model maps
+        (for CNNs one per layer: ``(n_models, n_layers, k, state_size)`` and
+        ``(n_models, n_layers, k)``).
     history_ : skorch.History
         Per-epoch training and validation losses.
     emulation_scores_ : Bunch
         ``output_r2`` and ``hidden_r2``, arrays of shape (n_models,), measured on the
-        held-out probe sequences.
+        held-out probes; with ``output_loss='kl'`` the output R^2 compares softmax
+        probabilities and ``agreement`` (argmax agreement with each model) is added.
     probe_inputs_ : ndarray
         The probe inputs used (drawn when ``probe_inputs=None``).
     n_models_ : int
@@ -160,7 +201,10 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "n_pcs": [Interval(Integral, 1, None, closed="left")],
         "hidden_weight": [Interval(Real, 0, None, closed="left")],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
-        "output_loss": [StrOptions({"mse", "kl"})],
+        "output_loss": [StrOptions({"auto", "mse", "kl"})],
+        "meta_model": [StrOptions({"auto", "rnn", "cnn"})],
+        "layers": [str, type, list, tuple],
+        "spatial": [StrOptions({"pool"}), Interval(Integral, 1, None, closed="left"), tuple],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -177,7 +221,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def __init__(self, n_components=2, *, probe_inputs=None, recorder="auto", hidden_size=64,
                  cell="gru", n_pcs=10, hidden_weight=1.0, embedding_l2=1e-3,
-                 output_loss="mse", max_epochs=80, lr=3e-3, batch_size=256,
+                 output_loss="auto", meta_model="auto", layers="auto", spatial="pool",
+                 max_epochs=80, lr=3e-3, batch_size=256,
                  validation_fraction=0.2, patience=15, n_starts=2, transform_max_iter=40,
                  callbacks=None, device="cpu", n_jobs=None, random_state=None, verbose=0):
         self.n_components = n_components
@@ -189,6 +234,9 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.hidden_weight = hidden_weight
         self.embedding_l2 = embedding_l2
         self.output_loss = output_loss
+        self.meta_model = meta_model
+        self.layers = layers
+        self.spatial = spatial
         self.max_epochs = max_epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -203,9 +251,33 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.verbose = verbose
 
     # ------------------------------------------------------------------ helpers
-    def _resolve_probes(self, models, rng):
+    def _resolve_kind(self, models):
+        """'rnn' or 'cnn': the ``meta_model`` parameter, else the rank of the probes."""
+        if self.meta_model != "auto":
+            return self.meta_model
         if self.probe_inputs is not None:
-            return check_probe_inputs(self.probe_inputs, models)
+            if np.ndim(self.probe_inputs) != 4:
+                return "rnn"
+            for i, m in enumerate(models):
+                if isinstance(m, torch.nn.Module) and recurrent_layers(m):
+                    raise ValueError(
+                        f"probe_inputs are images (rank 4, shape "
+                        f"{np.shape(self.probe_inputs)}) but model {i} "
+                        f"({type(m).__name__}) is recurrent: recurrent models take probe "
+                        "inputs of rank 3 (n_probes, n_timesteps, n_features).")
+            return "cnn"
+        if any(isinstance(m, LayerTrajectories) or _is_convolutional(m) for m in models):
+            return "cnn"
+        return "rnn"
+
+    def _resolve_probes(self, models, rng, kind):
+        if self.probe_inputs is not None:
+            return check_probe_inputs(self.probe_inputs, models, kind=kind)
+        if kind == "cnn":
+            raise ValueError(
+                "probe_inputs=None: convolutional models need probe images. Pass "
+                "probe_inputs=, an array of shape (n_images, channels, height, width), "
+                "ideally held-out images of the task.")
         widths = {input_width(m) for m in models if isinstance(m, torch.nn.Module)}
         if len(widths) != 1 or None in widths:
             raise ValueError(
@@ -215,18 +287,39 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         probes = make_random_probes(256, 50, widths.pop(), random_state=rng)
         return check_probe_inputs(probes, models)
 
-    def _record_targets(self, models, probes, train_idx, offset=0, output_shape=None):
-        """Record models and turn them into padded targets (numpy)."""
-        trajectories = record_population(models, probes, recorder=self.recorder,
-                                         n_jobs=self.n_jobs)
-        shape = check_trajectories(trajectories, len(probes), probes.shape[1], offset=offset)
+    def _record(self, models, probes, kind, n_steps="max"):
+        """Record the models on the probes: Trajectories (RNN) or aligned LayerTrajectories."""
+        if kind == "cnn":
+            recorder = None if self.recorder == "auto" else self.recorder
+            return record_cnn_population(models, probes, layers=self.layers,
+                                         spatial=self.spatial, align=n_steps,
+                                         recorder=recorder, n_jobs=self.n_jobs)
+        return record_population(models, probes, recorder=self.recorder, n_jobs=self.n_jobs)
+
+    def _record_targets(self, models, probes, train_idx, kind, *, n_steps="max",
+                        output_shape=None):
+        """Record models and turn them into padded targets (numpy).
+
+        Returns a Bunch: ``outputs`` (N, P, ...), ``hidden`` (N, P, T, k), ``mask``,
+        ``scales`` (N,), ``output_shape`` and ``n_steps`` (T).
+        """
+        trajectories = self._record(models, probes, kind, n_steps)
+        if kind == "cnn":
+            shape = trajectories[0].outputs.shape[1:]
+            reduced, masks = zip(*(reduce_layers(t.layers, train_idx, self.n_pcs)
+                                   for t in trajectories))
+            hidden, mask = pad_targets(reduced, self.n_pcs, masks)
+        else:
+            shape = check_trajectories(trajectories, len(probes), probes.shape[1])
+            reduced = [reduce_hidden(t.hidden, train_idx, self.n_pcs) for t in trajectories]
+            hidden, mask = pad_targets(reduced, max(r.shape[-1] for r in reduced))
         if output_shape is not None and tuple(shape) != tuple(output_shape):
             raise ValueError(f"Models have outputs of shape {tuple(shape)} per probe, but the "
                              f"embedder was fitted on outputs of shape {tuple(output_shape)}.")
-        reduced = [reduce_hidden(t.hidden, train_idx, self.n_pcs) for t in trajectories]
-        scales = np.array([output_variance(t.outputs, train_idx) for t in trajectories])
         outputs = np.stack([t.outputs for t in trajectories])
-        return outputs, reduced, scales, tuple(shape)
+        scales = np.array([output_variance(o, train_idx) for o in outputs])
+        return Bunch(outputs=outputs, hidden=hidden, mask=mask, scales=scales,
+                     output_shape=tuple(shape), n_steps=hidden.shape[2])
 
     def _torch(self, a):
         return _as_tensor(a, self._device)
@@ -265,22 +358,40 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         models = check_models(X)
         rng = check_random_state(self.random_state)
         device = _resolve_device(self.device)
-        probes = self._resolve_probes(models, rng)
+        kind = self._resolve_kind(models)
+        if kind == "cnn":
+            grid = _check_spatial(self.spatial)
+        probes = self._resolve_probes(models, rng, kind)
         n_probes = len(probes)
         perm = rng.permutation(n_probes)
         n_valid = min(n_probes - 1, max(1, int(round(self.validation_fraction * n_probes))))
         valid_idx, train_idx = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
-        outputs, reduced, scales, out_shape = self._record_targets(models, probes, train_idx)
-        n_targets = max(r.shape[-1] for r in reduced)
-        hidden, mask = pad_targets(reduced, n_targets)
-        init = initial_embeddings(outputs, reduced, scales, train_idx, self.n_components, rng)
+        rec = self._record_targets(models, probes, train_idx, kind)
+        outputs, hidden, out_shape = rec.outputs, rec.hidden, rec.output_shape
+        loss_kind = self.output_loss
+        if loss_kind == "auto":
+            loss_kind = "kl" if kind == "cnn" else "mse"
+        # Classifiers are described by their class probabilities, not raw logits.
+        behaviour = softmax(outputs, axis=-1) if loss_kind == "kl" else outputs
+        behaviour_scales = np.array([output_variance(o, train_idx) for o in behaviour])
+        init = initial_embeddings(behaviour, list(hidden), behaviour_scales, train_idx,
+                                  self.n_components, rng)
         n_models = len(models)
-        last_only = len(out_shape) == 1
+        last_only = kind == "rnn" and len(out_shape) == 1
+        if kind == "cnn":
+            meta_params = dict(kind="cnn", in_channels=probes.shape[1],
+                               n_outputs=out_shape[-1], n_components=self.n_components,
+                               n_steps=rec.n_steps, image_size=probes.shape[2:],
+                               hidden_size=self.hidden_size, grid=grid)
+        else:
+            meta_params = dict(kind="rnn", n_inputs=probes.shape[-1], n_outputs=out_shape[-1],
+                               n_components=self.n_components, hidden_size=self.hidden_size,
+                               cell=self.cell)
         seed = int(rng.randint(_MAX_SEED))
 
         train_ds = ProbeDataset(probes[train_idx], outputs[:, train_idx], hidden[:, train_idx])
         valid_ds = ProbeDataset(probes[valid_idx], outputs[:, valid_idx], hidden[:, valid_idx])
-        # At most batch_size sequences per step, and at least ~16 steps per epoch: a small
+        # At most batch_size samples per step, and at least ~16 steps per epoch: a small
         # population must not get a handful of gradient steps per epoch.
         probes_per_batch = max(1, min(self.batch_size // n_models, -(-len(train_idx) // 16)))
         devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
@@ -288,11 +399,10 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             torch.manual_seed(seed)
             net = DynamoNet(
                 DynamoModule,
-                module__n_inputs=probes.shape[-1], module__n_outputs=out_shape[-1],
-                module__n_components=self.n_components, module__n_models=n_models,
-                module__n_targets=n_targets, module__init_embeddings=init,
-                module__target_mask=mask, module__output_scale=scales.astype(np.float32),
-                module__hidden_size=self.hidden_size, module__cell=self.cell,
+                module__meta_params=meta_params, module__n_models=n_models,
+                module__n_targets=hidden.shape[-1], module__init_embeddings=init,
+                module__target_mask=rec.mask,
+                module__output_scale=rec.scales.astype(np.float32),
                 criterion=torch.nn.MSELoss,  # unused: DynamoNet.get_loss computes the loss
                 optimizer=torch.optim.Adam, lr=self.lr, max_epochs=self.max_epochs,
                 batch_size=probes_per_batch, train_split=predefined_split(valid_ds),
@@ -300,7 +410,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 iterator_train__generator=torch.Generator().manual_seed(seed),
                 callbacks=self._callbacks(), device=device, verbose=int(self.verbose >= 2),
                 hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
-                output_loss=self.output_loss, last_only=last_only,
+                output_loss=loss_kind, last_only=last_only,
             )
             net.fit(train_ds, None)
         module = net.module_.eval()
@@ -311,10 +421,12 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         maps = (module.map_weight.detach(), module.map_bias.detach())
         valid = tuple(_as_tensor(a, device) for a in
                       (probes[valid_idx], outputs[:, valid_idx], hidden[:, valid_idx]))
-        out_r2, hid_r2 = emulation_r2(meta, theta, None, valid, maps=maps, last_only=last_only)
+        out_r2, hid_r2, agree = emulation_r2(meta, theta, None, valid, maps=maps,
+                                             last_only=last_only, kind=loss_kind)
 
         # Everything above used locals: a failure leaves a previous fit untouched.
         self._device = device
+        self._kind, self._output_loss, self._n_steps = kind, loss_kind, rec.n_steps
         self.probe_inputs_ = probes
         self._train_idx, self._valid_idx = train_idx, valid_idx
         self._output_shape, self._last_only = out_shape, last_only
@@ -323,7 +435,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.embeddings_ = theta.cpu().numpy().astype(np.float64)
         self.maps_ = tuple(m.cpu().numpy() for m in maps)
         self.history_ = net.history
-        self.emulation_scores_ = Bunch(output_r2=out_r2, hidden_r2=hid_r2)
+        self.emulation_scores_ = _scores(out_r2, hid_r2, agree)
         self._n_features_out = self.n_components
         return self
 
@@ -340,27 +452,32 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """Embed unseen models; returns (theta, output_r2, hidden_r2) on held-out probes."""
         check_is_fitted(self)
         models = check_models(X)
-        probes = check_probe_inputs(self.probe_inputs_, models)
-        outputs, reduced, scales, _ = self._record_targets(
-            models, probes, self._train_idx, output_shape=self._output_shape)
-        hidden, _ = pad_targets(reduced, max(r.shape[-1] for r in reduced))
+        kind = getattr(self, "_kind", "rnn")
+        loss_kind = getattr(self, "_output_loss", self.output_loss)
+        probes = check_probe_inputs(self.probe_inputs_, models, kind=kind)
+        rec = self._record_targets(models, probes, self._train_idx, kind,
+                                   n_steps=getattr(self, "_n_steps", "max"),
+                                   output_shape=self._output_shape)
+        outputs, hidden, scales = rec.outputs, rec.hidden, rec.scales
         tr, va = self._train_idx, self._valid_idx
         t = self._torch
         candidates = self.embeddings_
         if len(candidates) > 64:
             candidates = KMeans(32, n_init=3, random_state=0).fit(candidates).cluster_centers_
-        # A fixed subset of training probes keeps the per-step cost independent of P.
-        sub = tr[np.linspace(0, len(tr) - 1, min(len(tr), 32)).astype(int)]
+        # A fixed subset of training probes keeps the per-step cost independent of P. An
+        # image is one step per layer, so CNNs take more images for their per-layer maps.
+        n_sub = 32 if kind == "rnn" else 128
+        sub = tr[np.linspace(0, len(tr) - 1, min(len(tr), n_sub)).astype(int)]
         theta, _ = fit_codes(
             self.meta_model_, t(probes[sub]), t(outputs[:, sub]), t(hidden[:, sub]),
             t(scales), t(candidates), n_starts=self.n_starts, max_iter=self.transform_max_iter,
             hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
-            kind=self.output_loss, last_only=self._last_only)
+            kind=loss_kind, last_only=self._last_only)
         train = (t(probes[tr]), t(outputs[:, tr]), t(hidden[:, tr]))
         valid = (t(probes[va]), t(outputs[:, va]), t(hidden[:, va]))
-        out_r2, hid_r2 = emulation_r2(self.meta_model_, t(theta), train, valid,
-                                      last_only=self._last_only)
-        return theta.astype(np.float64), out_r2, hid_r2
+        out_r2, hid_r2, agree = emulation_r2(self.meta_model_, t(theta), train, valid,
+                                             last_only=self._last_only, kind=loss_kind)
+        return theta.astype(np.float64), _scores(out_r2, hid_r2, agree)
 
     def transform(self, X: Models) -> np.ndarray:
         """Embed models with the meta-model frozen (several starts, batched over models).
@@ -385,13 +502,14 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         -------
         score : float
         """
-        _, out_r2, hid_r2 = self._embed(X)
-        return float(np.mean((out_r2 + hid_r2) / 2))
+        _, scores = self._embed(X)
+        return float(np.mean((scores.output_r2 + scores.hidden_r2) / 2))
 
     def emulation_report(self, X: Models) -> Bunch:
-        """Embed ``X`` and return a Bunch with ``embeddings``, ``output_r2``, ``hidden_r2``."""
-        theta, out_r2, hid_r2 = self._embed(X)
-        return Bunch(embeddings=theta, output_r2=out_r2, hidden_r2=hid_r2)
+        """Embed ``X`` and return a Bunch with ``embeddings``, ``output_r2``, ``hidden_r2``
+        (and ``agreement`` for classifiers), measured on the held-out probes."""
+        theta, scores = self._embed(X)
+        return Bunch(embeddings=theta, **scores)
 
     def model_at(self, z: np.ndarray | Sequence[float]) -> EmulatedNetwork:
         """The meta-model frozen at embedding ``z``: an operable ``torch.nn.Module``.

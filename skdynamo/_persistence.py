@@ -9,8 +9,9 @@ strings, lists and dicts, nothing that can execute. What a file holds:
   and constructor sizes, and every fitted array; it loads back as a fitted embedder whose
   ``transform`` gives the same result;
 * a :class:`DynamoAverager` / :class:`DynamoSemiSupervised` (or a
-  :class:`~skdynamo.StandaloneRNN`): the network they built (``averaged_model_`` /
-  ``model_``), which loads back as a ``StandaloneRNN``.
+  :class:`~skdynamo.StandaloneRNN` / :class:`~skdynamo.StandaloneCNN`): the network they
+  built (``averaged_model_`` / ``model_``), which loads back as a ``StandaloneRNN`` (or
+  ``StandaloneCNN`` for a population of CNNs).
 """
 
 import io
@@ -86,13 +87,21 @@ def _decode(value):
     raise ValueError(f"unknown entry {sorted(value)}")
 
 
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
 def _module_record(module, config_keys):
-    return {"config": {k: getattr(module, k) for k in config_keys},
+    return {"config": {k: _plain(getattr(module, k)) for k in config_keys},
             "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}}
 
 
-_META_KEYS = ("n_inputs", "n_outputs", "n_components", "hidden_size", "cell")
-_STANDALONE_KEYS = ("n_inputs", "n_outputs", "hidden_size", "cell")
+_META_KEYS = {"rnn": ("n_inputs", "n_outputs", "n_components", "hidden_size", "cell"),
+              "cnn": ("in_channels", "n_outputs", "n_components", "n_steps", "image_size",
+                      "hidden_size", "grid")}
+_STANDALONE_KEYS = {"StandaloneRNN": ("n_inputs", "n_outputs", "hidden_size", "cell"),
+                    "StandaloneCNN": ("in_channels", "n_outputs", "hidden_size", "pools",
+                                      "grid", "image_size")}
 
 
 def _embedder_record(est):
@@ -115,7 +124,8 @@ def _embedder_record(est):
     history = getattr(est, "history_", None)
     return {
         "params": params, "unstored_params": unstored, "fitted": fitted,
-        "meta_model": _module_record(est.meta_model_, _META_KEYS),
+        "meta_kind": est.meta_model_.kind,
+        "meta_model": _module_record(est.meta_model_, _META_KEYS[est.meta_model_.kind]),
         "history": None if history is None else json.dumps(list(history), default=str),
     }
 
@@ -126,7 +136,7 @@ def save_weights(estimator: Any, path: str | os.PathLike) -> None:
 
     Parameters
     ----------
-    estimator : DynamoEmbedder, DynamoAverager, DynamoSemiSupervised or StandaloneRNN
+    estimator : DynamoEmbedder, DynamoAverager, DynamoSemiSupervised, StandaloneRNN or StandaloneCNN
         Fitted. For an averager or a semi-supervised estimator the network it built is
         saved (``averaged_model_`` / ``model_``).
     path : str or path-like
@@ -152,26 +162,29 @@ def save_weights(estimator: Any, path: str | os.PathLike) -> None:
     True
     """
     from ._embedder import DynamoEmbedder
-    from ._standalone import StandaloneRNN
+    from ._standalone import StandaloneCNN, StandaloneRNN
 
+    standalone = (StandaloneRNN, StandaloneCNN)
     record = {"format": FORMAT, "format_version": FORMAT_VERSION,
               "skdynamo_version": _version(), "torch_version": str(torch.__version__)}
     if isinstance(estimator, DynamoEmbedder):
         record.update(kind="DynamoEmbedder", embedder=_embedder_record(estimator))
     else:
         net = estimator
-        if not isinstance(estimator, StandaloneRNN):
+        if not isinstance(estimator, standalone):
             from sklearn.utils.validation import check_is_fitted
             net = getattr(estimator, "averaged_model_", getattr(estimator, "model_", None))
-            if not isinstance(net, StandaloneRNN):
+            if not isinstance(net, standalone):
                 if hasattr(estimator, "fit"):
                     check_is_fitted(estimator)
                 raise TypeError(
                     f"save_weights takes a DynamoEmbedder, DynamoAverager, "
-                    f"DynamoSemiSupervised or StandaloneRNN, got {type(estimator).__name__}. "
+                    "DynamoSemiSupervised, StandaloneRNN or StandaloneCNN, got "
+                    f"{type(estimator).__name__}. "
                     "Save other estimators with joblib.dump (and load them from trusted "
                     "sources only).")
-        record.update(kind="StandaloneRNN", module=_module_record(net, _STANDALONE_KEYS),
+        name = type(net).__name__
+        record.update(kind=name, module=_module_record(net, _STANDALONE_KEYS[name]),
                       source=type(estimator).__name__)
     path = os.fspath(path)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -216,7 +229,7 @@ def _check_record(record, path):
             f"{path!r} was written by skdynamo {record.get('skdynamo_version', '?')} in "
             f"weights format {version!r}; this skdynamo ({_version()}) reads formats up to "
             f"{FORMAT_VERSION}. Upgrade skdynamo to load it.")
-    if record.get("kind") not in ("DynamoEmbedder", "StandaloneRNN"):
+    if record.get("kind") not in ("DynamoEmbedder", "StandaloneRNN", "StandaloneCNN"):
         raise ValueError(f"{path!r} holds an unknown kind of weights: {record.get('kind')!r}.")
 
 
@@ -245,7 +258,7 @@ def load_weights(path: str | os.PathLike, **params: Any) -> Any:
 
     Returns
     -------
-    DynamoEmbedder or StandaloneRNN
+    DynamoEmbedder, StandaloneRNN or StandaloneCNN
         A fitted embedder (``transform`` works, ``fit`` retrains from scratch), or the
         network an averager / semi-supervised estimator built, on the CPU.
 
@@ -255,16 +268,17 @@ def load_weights(path: str | os.PathLike, **params: Any) -> Any:
         The file is corrupt, not a skdynamo weights file, or from a newer format.
     """
     from ._embedder import DynamoEmbedder
-    from ._standalone import StandaloneRNN
-    from .nn import ConditionedRNN
+    from ._standalone import StandaloneCNN, StandaloneRNN
+    from .nn import ConditionedCNN, ConditionedRNN
 
     path = os.fspath(path)
     record = _read(path)
     _check_record(record, path)
-    if record["kind"] == "StandaloneRNN":
+    if record["kind"] in ("StandaloneRNN", "StandaloneCNN"):
         if params:
-            raise TypeError(f"A StandaloneRNN takes no parameters; got {sorted(params)}.")
-        return _build_module(StandaloneRNN, record["module"], path)
+            raise TypeError(f"A {record['kind']} takes no parameters; got {sorted(params)}.")
+        cls = StandaloneRNN if record["kind"] == "StandaloneRNN" else StandaloneCNN
+        return _build_module(cls, record["module"], path)
     rec = record["embedder"]
     missing = [p for p in rec["unstored_params"] if p not in params]
     if missing:
@@ -284,7 +298,8 @@ def load_weights(path: str | os.PathLike, **params: Any) -> Any:
         raise ValueError(f"{path!r} stores parameters this skdynamo does not know "
                          f"({str(exc).splitlines()[0]}); it may come from another "
                          "version.") from None
-    meta = _build_module(ConditionedRNN, rec["meta_model"], path)
+    meta_cls = ConditionedCNN if rec.get("meta_kind", "rnn") == "cnn" else ConditionedRNN
+    meta = _build_module(meta_cls, rec["meta_model"], path)
     fitted.pop("_device", None)
     device = str(est.device) if est.device != "auto" else (
         "cuda" if torch.cuda.is_available() else "cpu")

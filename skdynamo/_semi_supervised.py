@@ -14,8 +14,8 @@ from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._applications import (check_sequences, embed_population, is_frozen, resolve_embedder,
-                            run_network, unwrap)
+from ._applications import (check_inputs, embed_population, final_outputs, is_frozen,
+                            resolve_embedder, run_network, unwrap)
 from ._standalone import bake
 from .utils.validation import check_models
 
@@ -209,8 +209,12 @@ class DynamoSemiSupervised(BaseEstimator):
             y, form = y[:, None], "scalar"
         elif y.ndim == 2 and y.shape[1] == n_outputs:
             form = "last"
-        elif y.ndim == 3 and y.shape[1:] == (n_timesteps, n_outputs):
+        elif (n_timesteps is not None and y.ndim == 3
+              and y.shape[1:] == (n_timesteps, n_outputs)):
             form = "sequence"
+        elif n_timesteps is None:
+            raise ValueError(f"Regression targets of a convolutional network must have shape "
+                             f"(n_samples, n_outputs={n_outputs}); got {y.shape}.")
         else:
             raise ValueError(f"Regression targets must have shape (n_samples, n_timesteps="
                              f"{n_timesteps}, n_outputs={n_outputs}) or (n_samples, "
@@ -234,11 +238,11 @@ class DynamoSemiSupervised(BaseEstimator):
         y_hat, _ = meta(x, th)
         y_hat = y_hat.view(s, n_l, *y_hat.shape[1:])
         if task == "classification":
-            logits = y_hat[:, :, -1]
+            logits = y_hat[:, :, -1] if y_hat.ndim == 4 else y_hat
             data = torch.nn.functional.cross_entropy(
                 logits.reshape(s * n_l, -1), yl.repeat(s), reduction="none").view(s, n_l).mean(1)
         else:
-            pred = y_hat if form == "sequence" else y_hat[:, :, -1]
+            pred = y_hat if (form == "sequence" or y_hat.ndim == 3) else y_hat[:, :, -1]
             data = ((pred - yl[None]) ** 2).reshape(s, -1).mean(1) / y_scale
         d2 = ((theta[:, None] - zp[None]) ** 2).sum(-1) / (2 * bw ** 2)       # (S, N)
         prior = -torch.logsumexp(-d2, dim=1) + np.log(zp.shape[0])
@@ -249,7 +253,7 @@ class DynamoSemiSupervised(BaseEstimator):
             thu = theta.repeat_interleave(n_u, 0)
             yu, _ = meta(xx, thu)
             if task == "classification":
-                logp = torch.log_softmax(yu[:, -1], -1)
+                logp = torch.log_softmax(yu[:, -1] if yu.ndim == 3 else yu, -1)
                 unl = -(logp.exp() * logp).sum(-1).view(s, n_u).mean(1)
             else:
                 yn, _ = meta(xx + noise, thu)
@@ -264,7 +268,8 @@ class DynamoSemiSupervised(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_timesteps, n_inputs)
-            Input sequences (labelled and unlabelled).
+            Input sequences (labelled and unlabelled); images ``(n_samples, channels,
+            height, width)`` when the population is convolutional.
         y : array-like
             Classification: integer labels of shape (n_samples,), -1 for unlabelled.
             Regression: targets of shape (n_samples, n_timesteps, n_outputs) or
@@ -283,10 +288,11 @@ class DynamoSemiSupervised(BaseEstimator):
         embedder, Z = self._get_embedder(seed)
         inner = unwrap(embedder)
         meta = inner.meta_model_
-        x = check_sequences(X, meta.n_inputs)
+        x = check_inputs(X, meta)
+        n_steps = x.shape[1] if meta.kind == "rnn" else None
         y = np.asarray(y)
         task = self._resolve_task(y)
-        y, labeled, form = self._check_targets(y, x.shape[0], x.shape[1], meta.n_outputs, task)
+        y, labeled, form = self._check_targets(y, x.shape[0], n_steps, meta.n_outputs, task)
         if not labeled.any():
             raise ValueError("y has no labelled sample (every entry is -1/NaN): at least one "
                              "labelled sequence is needed.")
@@ -315,7 +321,8 @@ class DynamoSemiSupervised(BaseEstimator):
         cand = t(cand.astype(np.float32))
 
         def objective(theta):
-            nz = None if noise is None else noise.repeat(theta.shape[0], 1, 1)
+            nz = (None if noise is None
+                  else noise.repeat(theta.shape[0], *([1] * (noise.ndim - 1))))
             return self._objective(meta, theta, xl, yl, xu, nz, task, form, y_scale, zp, bw)
 
         with torch.no_grad():
@@ -360,6 +367,7 @@ class DynamoSemiSupervised(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_timesteps, n_inputs)
+            Sequences, or images ``(n_samples, channels, height, width)`` for CNNs.
 
         Returns
         -------
@@ -370,10 +378,10 @@ class DynamoSemiSupervised(BaseEstimator):
         """
         out = self._outputs(X)
         if self._task == "classification":
-            return self.classes_[out[:, -1].argmax(1)]
+            return self.classes_[final_outputs(out).argmax(1)]
         if self._form == "sequence":
             return out
-        last = out[:, -1]
+        last = final_outputs(out)
         return last[:, 0] if self._form == "scalar" else last
 
     @available_if(_may_predict_proba)
@@ -384,7 +392,7 @@ class DynamoSemiSupervised(BaseEstimator):
         -------
         proba : ndarray of shape (n_samples, n_classes)
         """
-        return softmax(self._outputs(X)[:, -1].astype(np.float64), axis=1)
+        return softmax(final_outputs(self._outputs(X)).astype(np.float64), axis=1)
 
     def score(self, X, y):
         """Accuracy (classification) or R^2 (regression) on the labelled samples of ``y``.
@@ -397,8 +405,9 @@ class DynamoSemiSupervised(BaseEstimator):
         """
         check_is_fitted(self)
         meta = unwrap(self.embedder_).meta_model_
-        x = check_sequences(X, meta.n_inputs)
-        y, labeled, _ = self._check_targets(np.asarray(y), x.shape[0], x.shape[1],
+        x = check_inputs(X, meta)
+        n_steps = x.shape[1] if meta.kind == "rnn" else None
+        y, labeled, _ = self._check_targets(np.asarray(y), x.shape[0], n_steps,
                                             meta.n_outputs, self._task)
         if not labeled.any():
             raise ValueError("y has no labelled sample to score against.")

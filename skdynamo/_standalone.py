@@ -1,16 +1,20 @@
-"""A plain recurrent module baked from the meta-model at one embedding.
+"""Plain modules baked from the meta-model at one embedding.
 
 With ``theta`` fixed, the meta-model's input term ``W_ih [x_t, theta] + b_ih`` equals
 ``W_ih[:, :F] x_t + (W_ih[:, F:] theta + b_ih)``, and its initial state ``A theta + b`` is
 a constant: the emulated network is exactly a standard ``nn.GRU``/``nn.LSTM``/``nn.RNN``
 with a learned initial state and a linear readout. Saving it needs only its
 ``state_dict`` and four integers; it holds no reference to skdynamo's training state.
+
+Likewise a FiLM-conditioned CNN at a fixed ``theta`` is a plain CNN: the per-channel scale
+``gamma(theta)`` and shift ``beta(theta)`` after a convolution fold into that
+convolution's weights (``gamma * W``) and bias (``gamma * b + beta``).
 """
 
 import torch
 from torch import nn
 
-__all__ = ["StandaloneRNN", "bake"]
+__all__ = ["StandaloneRNN", "StandaloneCNN", "bake"]
 
 _CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -65,22 +69,96 @@ class StandaloneRNN(nn.Module):
         return self.trajectories(x)[1]
 
 
+class StandaloneCNN(nn.Module):
+    """A plain CNN: ``Conv2d(3x3) -> ReLU [-> MaxPool2d(2)]`` stages, a linear readout of
+    the last stage's spatial average.
+
+    Parameters
+    ----------
+    in_channels, n_outputs, hidden_size : int
+    pools : list of bool
+        Whether each stage ends with a 2x2 max-pool (one entry per stage).
+    grid : (int, int) or None, default=None
+        Spatial grid of the per-stage states returned by :meth:`trajectories`.
+
+    Examples
+    --------
+    Reload a saved averaged CNN without skdynamo's estimators::
+
+        net = StandaloneCNN(**config)
+        net.load_state_dict(torch.load("avg.pt", weights_only=True))
+    """
+
+    def __init__(self, in_channels, n_outputs, hidden_size, pools, grid=None,
+                 image_size=None):
+        super().__init__()
+        self.in_channels, self.n_inputs = int(in_channels), int(in_channels)
+        self.n_outputs, self.hidden_size = int(n_outputs), int(hidden_size)
+        self.pools = [bool(p) for p in pools]
+        self.grid = None if grid is None else [int(g) for g in grid]
+        self.image_size = None if image_size is None else [int(v) for v in image_size]
+        if self.image_size is not None:
+            self.input_shape = (self.in_channels, *self.image_size)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(in_channels if t == 0 else hidden_size, hidden_size, 3, padding=1)
+            for t in range(len(self.pools)))
+        self.readout = nn.Linear(hidden_size, n_outputs)
+
+    @property
+    def config(self):
+        """Constructor arguments: ``StandaloneCNN(**net.config)`` rebuilds the module."""
+        return dict(in_channels=self.in_channels, n_outputs=self.n_outputs,
+                    hidden_size=self.hidden_size, pools=list(self.pools), grid=self.grid,
+                    image_size=self.image_size)
+
+    def trajectories(self, x):
+        """Return ``(states, logits)``: per-stage states (batch, n_stages, H) and logits."""
+        states = []
+        for conv, pool in zip(self.convs, self.pools):
+            x = torch.relu(conv(x))
+            states.append(x.mean(dim=(2, 3)) if self.grid is None else
+                          nn.functional.adaptive_avg_pool2d(x, self.grid).flatten(1))
+            if pool:
+                x = nn.functional.max_pool2d(x, 2)
+        return torch.stack(states, dim=1), self.readout(x.mean(dim=(2, 3)))
+
+    def forward(self, x):
+        """Logits (batch, n_outputs) for images (batch, channels, height, width)."""
+        return self.trajectories(x)[1]
+
+
+@torch.no_grad()
+def _bake_cnn(meta, theta):
+    net = StandaloneCNN(meta.in_channels, meta.n_outputs, meta.hidden_size, meta.pools,
+                        meta.grid, meta.image_size).to(theta.device)
+    for conv, src, film in zip(net.convs, meta.convs, meta.films):
+        scale, shift = film(theta[None])
+        conv.weight.copy_(src.weight * scale[0][:, None, None, None])
+        conv.bias.copy_(src.bias * scale[0] + shift[0])
+    net.readout.load_state_dict(meta.readout.state_dict())
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
 @torch.no_grad()
 def bake(meta, theta):
     """Fold a fixed embedding ``theta`` into a :class:`StandaloneRNN` equal to ``meta`` at it.
 
     Parameters
     ----------
-    meta : skdynamo.nn.ConditionedRNN
+    meta : skdynamo.nn.ConditionedRNN or skdynamo.nn.ConditionedCNN
     theta : array-like of shape (n_components,)
 
     Returns
     -------
-    StandaloneRNN
+    StandaloneRNN or StandaloneCNN
         In eval mode, parameters without gradients, on ``meta``'s device.
     """
     ref = next(meta.parameters())
     theta = torch.as_tensor(theta, dtype=ref.dtype, device=ref.device).reshape(-1)
+    if getattr(meta, "kind", "rnn") == "cnn":
+        return _bake_cnn(meta, theta)
     f = meta.n_inputs
     net = StandaloneRNN(f, meta.n_outputs, meta.hidden_size, meta.cell).to(ref.device)
     src = meta.rnn

@@ -3,7 +3,21 @@
 import numpy as np
 from sklearn.decomposition import PCA
 
-__all__ = ["reduce_hidden", "output_variance", "pad_targets", "initial_embeddings"]
+__all__ = ["reduce_hidden", "reduce_layers", "output_variance", "pad_targets",
+           "initial_embeddings"]
+
+
+def _pca_scores(train, flat, n_pcs):
+    """Unit-total-variance, sign-fixed PCA scores of ``flat`` (rows) fitted on ``train``."""
+    k = int(min(n_pcs, train.shape[1], train.shape[0]))
+    pca = PCA(n_components=k, svd_solver="full").fit(train)
+    total = float(pca.explained_variance_.sum())
+    if total <= 1e-12:
+        # A model (or layer) whose state never moves has nothing to emulate: zero targets.
+        return np.zeros((flat.shape[0], k))
+    scores = pca.transform(flat) / np.sqrt(total)
+    signs = np.where((pca.transform(train) ** 3).sum(0) < 0, -1.0, 1.0)
+    return scores * signs
 
 
 def reduce_hidden(hidden, train_idx, n_pcs):
@@ -20,16 +34,33 @@ def reduce_hidden(hidden, train_idx, n_pcs):
     n_probes, steps, units = hidden.shape
     flat = hidden.reshape(-1, units).astype(np.float64)
     train = hidden[train_idx].reshape(-1, units).astype(np.float64)
-    k = int(min(n_pcs, units, train.shape[0]))
-    pca = PCA(n_components=k, svd_solver="full").fit(train)
-    total = float(pca.explained_variance_.sum())
-    if total <= 1e-12:
-        # A model whose hidden state never moves has nothing to emulate: zero targets.
-        return np.zeros((n_probes, steps, k), dtype=np.float32)
-    scores = pca.transform(flat) / np.sqrt(total)
-    train_scores = pca.transform(train)
-    signs = np.where((train_scores ** 3).sum(0) < 0, -1.0, 1.0)
-    return (scores * signs).reshape(n_probes, steps, k).astype(np.float32)
+    scores = _pca_scores(train, flat, n_pcs)
+    return scores.reshape(n_probes, steps, -1).astype(np.float32)
+
+
+def reduce_layers(layers, train_idx, n_pcs):
+    """PCA-reduce each layer of a feed-forward model separately (layers as time).
+
+    Layer ``l`` (``(n_probes, n_units_l)``) keeps ``k_l = min(n_pcs, n_units_l)``
+    components, scaled to unit total variance per layer and sign-fixed as in
+    :func:`reduce_hidden`, so each layer weighs the same in the loss.
+
+    Returns
+    -------
+    reduced : ndarray of shape (n_probes, n_layers, n_pcs), float32
+        Zero beyond a layer's ``k_l`` components.
+    mask : ndarray of shape (n_layers, n_pcs), float32
+        1 where a layer has that component.
+    """
+    n_probes = layers[0].shape[0]
+    reduced = np.zeros((n_probes, len(layers), n_pcs), dtype=np.float32)
+    mask = np.zeros((len(layers), n_pcs), dtype=np.float32)
+    for i, a in enumerate(layers):
+        a = np.asarray(a, dtype=np.float64)
+        scores = _pca_scores(a[train_idx], a, n_pcs)
+        reduced[:, i, : scores.shape[1]] = scores
+        mask[i, : scores.shape[1]] = 1.0
+    return reduced, mask
 
 
 def output_variance(outputs, train_idx):
@@ -38,14 +69,24 @@ def output_variance(outputs, train_idx):
     return max(float(y.var(0).sum()), 1e-6)
 
 
-def pad_targets(reduced, n_targets):
-    """Stack per-model reduced states into (N, P, T, n_targets) with a validity mask."""
+def pad_targets(reduced, n_targets, masks=None):
+    """Stack per-model reduced states into (N, P, T, n_targets) with a validity mask.
+
+    The mask is ``(N, n_targets)``, or ``(N, T, n_targets)`` when per-layer ``masks``
+    (from :func:`reduce_layers`) are given.
+    """
     n = len(reduced)
     p, t, _ = reduced[0].shape
     out = np.zeros((n, p, t, n_targets), dtype=np.float32)
-    mask = np.zeros((n, n_targets), dtype=np.float32)
     for i, r in enumerate(reduced):
         out[i, :, :, : r.shape[-1]] = r
+    if masks is not None:
+        mask = np.zeros((n, t, n_targets), dtype=np.float32)
+        for i, m in enumerate(masks):
+            mask[i, :, : m.shape[-1]] = m
+        return out, mask
+    mask = np.zeros((n, n_targets), dtype=np.float32)
+    for i, r in enumerate(reduced):
         mask[i, : r.shape[-1]] = 1.0
     return out, mask
 

@@ -6,7 +6,8 @@ import copy
 import torch
 from torch import nn
 
-__all__ = ["ConditionedRNN", "DynamoModule", "EmulatedNetwork", "CELLS"]
+__all__ = ["ConditionedRNN", "ConditionedCNN", "FiLM", "DynamoModule", "EmulatedNetwork",
+           "CELLS", "build_meta_model"]
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -24,6 +25,9 @@ class ConditionedRNN(nn.Module):
         Width of the meta-model's state.
     cell : {'gru', 'lstm', 'rnn'}, default='gru'
     """
+
+    kind = "rnn"
+    per_step_maps = False
 
     def __init__(self, n_inputs, n_outputs, n_components, hidden_size=64, cell="gru"):
         super().__init__()
@@ -51,27 +55,160 @@ class ConditionedRNN(nn.Module):
         g, _ = self.rnn(inp, self.initial_state(theta))
         return self.readout(g), g
 
+def _pool_plan(image_size, n_steps):
+    """Which stages end with a 2x2 max-pool: halve the feature map while both sides >= 4."""
+    h, w = image_size
+    plan = []
+    for _ in range(n_steps):
+        pool = min(h, w) >= 4
+        plan.append(pool)
+        if pool:
+            h, w = h // 2, w // 2
+    return plan
+
+
+class FiLM(nn.Module):
+    """Feature-wise linear modulation: per-channel scale ``1 + W_g theta`` and shift ``W_b theta``.
+
+    Parameters
+    ----------
+    n_components : int
+        Embedding dimension.
+    channels : int
+        Channels modulated.
+    """
+
+    def __init__(self, n_components, channels):
+        super().__init__()
+        self.linear = nn.Linear(n_components, 2 * channels)
+
+    def forward(self, theta):
+        """``theta`` (batch, d) -> ``(scale, shift)``, each (batch, channels)."""
+        gamma, beta = self.linear(theta).chunk(2, dim=-1)
+        return 1.0 + gamma, beta
+
+
+class ConditionedCNN(nn.Module):
+    """Convolutional meta-model conditioned on ``theta`` by FiLM; each stage is one step.
+
+    Stage ``t`` is ``Conv2d(3x3, padding 1) -> FiLM(theta) -> ReLU`` followed by a 2x2
+    max-pool while the feature map is at least 4x4. The state of step ``t`` is the stage's
+    output averaged over space (or over a ``grid``), matching how :func:`record_cnn`
+    reduces a member's layers; the logits are a linear readout of the last stage's
+    spatial average.
+
+    Parameters
+    ----------
+    in_channels : int
+        Image channels.
+    n_outputs : int
+        Logits.
+    n_components : int
+        Embedding dimension.
+    n_steps : int
+        Stages (the aligned number of recorded layers of the population).
+    image_size : (int, int)
+        Height and width of the images.
+    hidden_size : int, default=64
+        Channels of every stage.
+    grid : (int, int) or None, default=None
+        Spatial grid of the states (``None``: global average), as ``spatial`` of
+        :func:`record_cnn`.
+    """
+
+    kind = "cnn"
+    per_step_maps = True
+
+    def __init__(self, in_channels, n_outputs, n_components, n_steps, image_size,
+                 hidden_size=64, grid=None):
+        super().__init__()
+        self.in_channels, self.n_inputs = int(in_channels), int(in_channels)
+        self.n_outputs, self.n_components = int(n_outputs), int(n_components)
+        self.n_steps, self.hidden_size = int(n_steps), int(hidden_size)
+        self.image_size = tuple(int(v) for v in image_size)
+        self.input_shape = (self.in_channels, *self.image_size)
+        self.grid = None if grid is None else tuple(int(v) for v in grid)
+        self.pools = _pool_plan(self.image_size, self.n_steps)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(in_channels if t == 0 else hidden_size, hidden_size, 3, padding=1)
+            for t in range(n_steps))
+        self.films = nn.ModuleList(FiLM(n_components, hidden_size) for _ in range(n_steps))
+        self.readout = nn.Linear(hidden_size, n_outputs)
+
+    @property
+    def state_size(self):
+        """Width of one step's state: ``hidden_size`` times the grid's cells."""
+        cells = 1 if self.grid is None else self.grid[0] * self.grid[1]
+        return self.hidden_size * cells
+
+    def _state(self, a):
+        if self.grid is None:
+            return a.mean(dim=(2, 3))
+        return nn.functional.adaptive_avg_pool2d(a, self.grid).flatten(1)
+
+    def forward(self, x, theta):
+        """Run images ``x`` (batch, channels, height, width) at embeddings ``theta``.
+
+        Returns the logits (batch, n_outputs) and states (batch, n_steps, state_size).
+        """
+        states = []
+        for conv, film, pool in zip(self.convs, self.films, self.pools):
+            scale, shift = film(theta)
+            x = torch.relu(conv(x) * scale[:, :, None, None] + shift[:, :, None, None])
+            states.append(self._state(x))
+            if pool:
+                x = nn.functional.max_pool2d(x, 2)
+        return self.readout(x.mean(dim=(2, 3))), torch.stack(states, dim=1)
+
+
+def build_meta_model(kind, **params):
+    """A :class:`ConditionedRNN` (``kind='rnn'``) or :class:`ConditionedCNN` (``'cnn'``)."""
+    if kind == "cnn":
+        return ConditionedCNN(**params)
+    if kind == "rnn":
+        return ConditionedRNN(**params)
+    raise ValueError(f"Unknown meta-model kind {kind!r}; expected 'rnn' or 'cnn'.")
+
 
 class DynamoModule(nn.Module):
     """Training-time module: meta-model, embedding table and per-model linear maps.
 
-    A batch of probe sequences is run for every model at once; the per-model maps
-    ``V_n`` take the meta-model's states to each model's PCA-reduced hidden states. The
-    maps start at zero and ``theta`` starts from the given table, so two models with the
-    same (reparameterisation-invariant) targets follow the same training trajectory.
+    A batch of probes is run for every model at once; the per-model maps ``V_n`` take
+    the meta-model's states to each model's PCA-reduced hidden states. A recurrent
+    meta-model has one map per model shared over time; a convolutional one has one map
+    per model *and layer* (layers differ in meaning). The maps start at zero and
+    ``theta`` starts from the given table, so two models with the same
+    (reparameterisation-invariant) targets follow the same training trajectory.
+
+    Parameters
+    ----------
+    meta_params : dict
+        Constructor arguments of the meta-model (:func:`build_meta_model`), with ``kind``.
+    n_models, n_targets : int
+        Models, and principal components per model (per layer for CNNs).
+    init_embeddings : array-like of shape (n_models, n_components), default=None
+    target_mask : array-like, default=None
+        ``(n_models, n_targets)`` (RNN) or ``(n_models, n_steps, n_targets)`` (CNN): 1
+        where a model has that component.
+    output_scale : array-like of shape (n_models,), default=None
+        Each model's output variance (normalises the MSE output loss).
     """
 
-    def __init__(self, n_inputs, n_outputs, n_components, n_models, n_targets,
-                 init_embeddings=None, target_mask=None, output_scale=None, hidden_size=64,
-                 cell="gru"):
+    def __init__(self, meta_params, n_models, n_targets, init_embeddings=None,
+                 target_mask=None, output_scale=None):
         super().__init__()
-        self.meta = ConditionedRNN(n_inputs, n_outputs, n_components, hidden_size, cell)
+        params = dict(meta_params)
+        self.meta = build_meta_model(params.pop("kind", "rnn"), **params)
+        n_components = self.meta.n_components
         init = (torch.zeros(n_models, n_components) if init_embeddings is None
                 else torch.as_tensor(init_embeddings, dtype=torch.float32).clone())
         self.embeddings = nn.Parameter(init)
-        self.map_weight = nn.Parameter(torch.zeros(n_models, n_targets, hidden_size))
-        self.map_bias = nn.Parameter(torch.zeros(n_models, n_targets))
-        mask = (torch.ones(n_models, n_targets) if target_mask is None
+        per_step = self.meta.per_step_maps
+        steps = (self.meta.n_steps,) if per_step else ()
+        width = self.meta.state_size if per_step else self.meta.hidden_size
+        self.map_weight = nn.Parameter(torch.zeros(n_models, *steps, n_targets, width))
+        self.map_bias = nn.Parameter(torch.zeros(n_models, *steps, n_targets))
+        mask = (torch.ones(n_models, *steps, n_targets) if target_mask is None
                 else torch.as_tensor(target_mask, dtype=torch.float32))
         self.register_buffer("target_mask", mask)
         scale = (torch.ones(n_models) if output_scale is None
@@ -79,36 +216,42 @@ class DynamoModule(nn.Module):
         self.register_buffer("output_scale", scale)
 
     def forward(self, x):
-        """``x``: (batch, time, n_inputs). Returns outputs (models, batch, time, n_outputs)
-        and mapped states (models, batch, time, n_targets)."""
+        """``x``: (batch, ...) probes. Returns outputs (models, batch, ...) and mapped states
+        (models, batch, time, n_targets)."""
         n_models = self.embeddings.shape[0]
-        batch, steps, n_in = x.shape
-        xx = x[None].expand(n_models, batch, steps, n_in).reshape(-1, steps, n_in)
+        batch = x.shape[0]
+        xx = x[None].expand(n_models, *x.shape).reshape(-1, *x.shape[1:])
         theta = self.embeddings.repeat_interleave(batch, dim=0)
         y, g = self.meta(xx, theta)
-        y = y.view(n_models, batch, steps, -1)
-        g = g.view(n_models, batch, steps, -1)
+        y = y.view(n_models, batch, *y.shape[1:])
+        g = g.view(n_models, batch, *g.shape[1:])
+        if self.meta.per_step_maps:
+            h = torch.einsum("nbth,ntkh->nbtk", g, self.map_weight) + self.map_bias[:, None]
+            return y, h * self.target_mask[:, None]
         h = torch.einsum("nbth,nkh->nbtk", g, self.map_weight) + self.map_bias[:, None, None]
         return y, h * self.target_mask[:, None, None]
 
 
 class EmulatedNetwork(nn.Module):
-    """The meta-model frozen at one embedding: an operable recurrent network.
+    """The meta-model frozen at one embedding: an operable network.
 
     Returned by :meth:`DynamoEmbedder.model_at`. It is a plain ``nn.Module`` (save it with
-    ``torch.save(net.state_dict(), path)``) mapping inputs ``(batch, time, n_inputs)`` to
-    outputs ``(batch, time, n_outputs)``.
+    ``torch.save(net.state_dict(), path)``). With a recurrent meta-model it maps inputs
+    ``(batch, time, n_inputs)`` to outputs ``(batch, time, n_outputs)``; with a
+    convolutional one, images ``(batch, channels, height, width)`` to logits
+    ``(batch, n_outputs)``.
 
     Attributes
     ----------
-    meta : ConditionedRNN
+    meta : ConditionedRNN or ConditionedCNN
         A private copy of the meta-model.
     theta : torch.Tensor of shape (n_components,)
         The embedding (a buffer).
     hidden_size : int
         Size of the state used by :meth:`recurrent_step` (``2 * H`` for LSTM meta-models,
-        whose state is ``[h, c]``).
+        whose state is ``[h, c]``); for a CNN, the width of one step's state.
     n_inputs : int
+        Input features per step (RNN) or image channels (CNN).
     """
 
     def __init__(self, meta, theta):
@@ -120,27 +263,38 @@ class EmulatedNetwork(nn.Module):
         self.register_buffer("theta", torch.as_tensor(theta, dtype=ref.dtype,
                                                       device=ref.device).reshape(-1))
         self.n_inputs = meta.n_inputs
-        self.hidden_size = meta.hidden_size * (2 if meta.cell == "lstm" else 1)
+        if meta.kind == "cnn":
+            self.hidden_size = meta.state_size
+            self.input_shape = meta.input_shape
+        else:
+            self.hidden_size = meta.hidden_size * (2 if meta.cell == "lstm" else 1)
 
     def _theta(self, batch):
         return self.theta[None].expand(batch, -1)
 
     def trajectories(self, x):
-        """Return ``(hidden, outputs)``: states (batch, time, H) and outputs."""
+        """Return ``(hidden, outputs)``: states (batch, time or layer, H) and outputs."""
         y, g = self.meta(x, self._theta(x.shape[0]))
         return g, y
 
     def forward(self, x):
-        """Outputs (batch, time, n_outputs) for inputs (batch, time, n_inputs)."""
+        """Outputs for inputs ``x`` (sequences or images, as the meta-model takes)."""
         return self.trajectories(x)[1]
+
+    def _check_recurrent(self):
+        if self.meta.kind != "rnn":
+            raise TypeError("A convolutional meta-model has no recurrent update: layers are "
+                            "its time axis, so fixed points and recurrent_step do not apply.")
 
     def initial_state(self, batch=1):
         """The initial state ``g_0`` (batch, hidden_size); ``[h, c]`` for LSTM."""
+        self._check_recurrent()
         h0 = self.meta.initial_state(self._theta(batch))
         return torch.cat([h[0] for h in h0], -1) if isinstance(h0, tuple) else h0[0]
 
     def recurrent_step(self, x_t, h):
         """One step of the conditioned cell: ``x_t`` (batch, n_inputs), ``h`` (batch, H)."""
+        self._check_recurrent()
         inp = torch.cat([x_t, self._theta(x_t.shape[0])], dim=-1)[:, None]
         if self.meta.cell == "lstm":
             hh, cc = h.chunk(2, dim=-1)

@@ -33,24 +33,52 @@ def check_models(X, *, name="X"):
     return models
 
 
-def check_probe_inputs(probe_inputs, models, *, rank=3):
-    """Validate probe inputs (an array ``(n_probes, n_timesteps, n_features)``) against the
-    input widths the models declare. Returns a float32 array."""
+def check_probe_inputs(probe_inputs, models, *, kind="rnn"):
+    """Validate probe inputs against the models.
+
+    ``kind='rnn'``: sequences ``(n_probes, n_timesteps, n_features)`` whose width matches
+    the width each model declares. ``kind='cnn'``: images ``(n_probes, channels, height,
+    width)`` whose channels match each model's first ``nn.Conv2d``. Returns a float32
+    array.
+    """
     try:
         probes = np.asarray(probe_inputs, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"probe_inputs must be a numeric array, got "
                         f"{type(probe_inputs).__name__}.") from exc
-    if probes.ndim != rank:
-        raise ValueError(f"probe_inputs must have rank {rank} (n_probes, n_timesteps, "
-                         f"n_features) for recurrent models; got shape {probes.shape}.")
-    if probes.shape[0] < 2 or probes.shape[1] < 1 or probes.shape[2] < 1:
-        raise ValueError(f"probe_inputs needs at least 2 sequences of at least one step and "
-                         f"one feature; got shape {probes.shape}.")
+    if kind == "cnn":
+        if probes.ndim != 4:
+            hint = (" For single-channel images add the channel axis: images[:, None]."
+                    if probes.ndim == 3 else "")
+            raise ValueError(f"probe_inputs must be images of shape (n_probes, channels, "
+                             f"height, width) for convolutional models; got shape "
+                             f"{probes.shape}.{hint}")
+        if probes.shape[0] < 2 or min(probes.shape[1:]) < 1:
+            raise ValueError(f"probe_inputs needs at least 2 images of at least one channel "
+                             f"and pixel; got shape {probes.shape}.")
+    else:
+        if probes.ndim != 3:
+            hint = (" Images (n, channels, height, width) need meta_model='cnn' or 'auto'."
+                    if probes.ndim == 4 else "")
+            raise ValueError(f"probe_inputs must have rank 3 (n_probes, n_timesteps, "
+                             f"n_features) for recurrent models; got shape {probes.shape}."
+                             f"{hint}")
+        if probes.shape[0] < 2 or probes.shape[1] < 1 or probes.shape[2] < 1:
+            raise ValueError(f"probe_inputs needs at least 2 sequences of at least one step "
+                             f"and one feature; got shape {probes.shape}.")
     if not np.all(np.isfinite(probes)):
         raise ValueError("probe_inputs contains NaN or infinite values.")
     for i, m in enumerate(models):
         if isinstance(m, nn.Module):
+            if kind == "cnn":
+                conv = next(((n, c) for n, c in m.named_modules()
+                             if isinstance(c, nn.Conv2d)), None)
+                if conv is not None and conv[1].in_channels != probes.shape[1]:
+                    raise ValueError(
+                        f"Model {i} ({type(m).__name__}): its first convolution {conv[0]!r} "
+                        f"takes {conv[1].in_channels} channels, but the probe images have "
+                        f"{probes.shape[1]} (images of shape (n, channels, height, width)).")
+                continue
             width = input_width(m)
             if width is not None and width != probes.shape[-1]:
                 raise ValueError(f"Model {i} ({type(m).__name__}) takes inputs of width "

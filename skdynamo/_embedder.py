@@ -257,6 +257,15 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             return self.meta_model
         if self.probe_inputs is not None:
             if np.ndim(self.probe_inputs) != 4:
+                for i, m in enumerate(models):
+                    if _is_convolutional(m):
+                        hint = (" For single-channel images add the channel axis: "
+                                "images[:, None]." if np.ndim(self.probe_inputs) == 3 else "")
+                        raise ValueError(
+                            f"Model {i} ({type(m).__name__}) is convolutional but "
+                            f"probe_inputs have shape {np.shape(self.probe_inputs)}: "
+                            "convolutional models need probe images of shape (n_images, "
+                            f"channels, height, width).{hint}")
                 return "rnn"
             for i, m in enumerate(models):
                 if isinstance(m, torch.nn.Module) and recurrent_layers(m):

@@ -299,13 +299,9 @@ def test_wrong_probe_images_leave_fitted_embedder_untouched(case, emb, pop):
     _assert_untouched(fitted, before)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Bug: grayscale probe images without the channel axis (n, H, W) given to CNN members "
-    "are auto-routed to the RNN path (DynamoEmbedder._resolve_kind only looks at the probes' "
-    "rank), and the error reads 'Model 0 (ConvNetwork) takes inputs of width 1, but "
-    "probe_inputs has 8 features': no mention of images or of images[:, None]."))
 def test_images_without_channel_axis_get_an_image_error(pop):
-    with pytest.raises(ValueError, match=r"images\[:, None\]"):
+    with pytest.raises(ValueError, match=r"Model 0 \(ConvNetwork\) is convolutional.*"
+                                         r"images\[:, None\]"):
         DynamoEmbedder(probe_inputs=pop.probe_inputs[:, 0], max_epochs=1).fit(pop.models)
 
 

@@ -162,13 +162,14 @@ class DynamoAverager(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_timesteps, n_inputs) or (n_samples, channels, height, width)
-            Sequences, or images for a population of CNNs.
+        X : array-like of shape (n_samples, n_timesteps, n_inputs)
+            Sequences, or images ``(n_samples, channels, height, width)`` for a
+            population of CNNs.
 
         Returns
         -------
-        outputs : ndarray of shape (n_samples, n_timesteps, n_outputs) or (n_samples, n_outputs)
-            Output sequences, or a CNN's logits.
+        outputs : ndarray of shape (n_samples, n_timesteps, n_outputs)
+            Output sequences, or a CNN's logits ``(n_samples, n_outputs)``.
         """
         return self._run(X)
 

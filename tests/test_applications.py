@@ -2,7 +2,6 @@
 task families. Tiny untrained populations: these check the API, not the science (the
 benchmark, benchmarks/bench_applications.py, measures that)."""
 
-import copy
 import pickle
 
 import numpy as np

@@ -37,6 +37,10 @@ def model_outputs(model, probes):
         model.train(was_training)
 
 
+def _kind(probes):
+    return "cnn" if np.ndim(probes) == 4 else "rnn"
+
+
 class OutputSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Baseline: embed models by PCA of their outputs on shared probe inputs.
 
@@ -46,7 +50,8 @@ class OutputSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     Parameters
     ----------
     probe_inputs : array-like of shape (n_probes, n_timesteps, n_features)
-        Inputs every model is run on (required).
+        Inputs every model is run on (required); images ``(n_probes, channels, height,
+        width)`` for convolutional models.
     n_components : int, default=2
         Dimensions kept by the PCA.
     random_state : int, RandomState instance or None, default=None
@@ -84,7 +89,7 @@ class OutputSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             raise ValueError("OutputSpaceEmbedding needs probe_inputs=, an array of shape "
                              "(n_probes, n_timesteps, n_features).")
         models = check_models(X)
-        probes = check_probe_inputs(self.probe_inputs, models)
+        probes = check_probe_inputs(self.probe_inputs, models, kind=_kind(self.probe_inputs))
         if self.n_components > len(models):
             raise ValueError(f"n_components={self.n_components} exceeds the number of models "
                              f"({len(models)}).")
@@ -104,7 +109,8 @@ class OutputSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         """Embed models with the fitted PCA."""
         check_is_fitted(self)
         models = check_models(X)
-        feats = self._features(models, check_probe_inputs(self.probe_inputs_, models))
+        probes = check_probe_inputs(self.probe_inputs_, models, kind=_kind(self.probe_inputs_))
+        feats = self._features(models, probes)
         if feats.shape[1] != self.pca_.n_features_in_:
             raise ValueError(f"Models produce {feats.shape[1]} output values on the probes; the "
                              f"embedding was fitted on {self.pca_.n_features_in_}.")

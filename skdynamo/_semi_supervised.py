@@ -57,6 +57,10 @@ class DynamoSemiSupervised(BaseEstimator):
     entropy minimisation of the predicted classes (classification) or consistency under
     small input noise (regression).
 
+    The data are sequences for a population of recurrent networks, or images
+    ``(n_samples, channels, height, width)`` for a population of CNNs (then ``model_`` is
+    a :class:`~skdynamo.StandaloneCNN` and the classes are the argmax of its logits).
+
     Classification follows scikit-learn's semi-supervised convention (``y == -1`` marks
     unlabelled samples); the class is the argmax of the network's last-step outputs, so
     labels must lie in ``[0, n_outputs)``. Regression marks unlabelled samples with NaN
@@ -97,7 +101,7 @@ class DynamoSemiSupervised(BaseEstimator):
     ----------
     embedding_ : ndarray of shape (n_components,)
         The embedding found.
-    model_ : skdynamo.StandaloneRNN
+    model_ : skdynamo.StandaloneRNN or skdynamo.StandaloneCNN
         The meta-model at ``embedding_`` as a plain ``torch.nn.Module``.
     embedder_ : DynamoEmbedder or FrozenEstimator
         The embedder whose space was searched.

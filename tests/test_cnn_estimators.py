@@ -25,6 +25,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from sklearn.cluster import KMeans
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import adjusted_rand_score
@@ -32,7 +33,7 @@ from sklearn.metrics import adjusted_rand_score
 from conftest import assert_state_equal, state_snapshot
 from skdynamo import (DynamoAverager, DynamoCluster, DynamoEmbedder, DynamoSemiSupervised,
                       LayerTrajectories, StandaloneCNN, load_weights, record_cnn, save_weights)
-from skdynamo._cnn_recording import record_cnn_population
+from skdynamo._cnn_recording import cnn_layers, record_cnn_population
 from skdynamo._standalone import bake
 from skdynamo.datasets import RecurrentNetwork, make_random_probes
 from skdynamo.datasets._cnn_zoo import ConvNetwork, digits_variant_labels, make_cnn_population
@@ -549,3 +550,57 @@ def test_layer_as_time_module_hooks_removed(emb, pop):
     assert_state_equal(model, before)
     assert not model.training
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+# --- user-written CNNs ---------------------------------------------------------------------
+
+class _LeNet(nn.Module):
+    """Flatten head with a hidden fully connected layer, optional BatchNorm, 3 channels."""
+
+    def __init__(self, width=6, batch_norm=False):
+        super().__init__()
+        norm = [nn.BatchNorm2d(width)] if batch_norm else []
+        self.body = nn.Sequential(nn.Conv2d(3, width, 5, padding=2), *norm, nn.ReLU(),
+                                  nn.MaxPool2d(2), nn.Conv2d(width, 2 * width, 5), nn.ReLU(),
+                                  nn.MaxPool2d(2))
+        self.fc1 = nn.Linear(2 * width * 2 * 2, 32)
+        self.fc2 = nn.Linear(32, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(torch.flatten(self.body(x), 1))))
+
+
+class _Residual(nn.Module):
+    """Functional activations and a skip connection; global-average-pool head."""
+
+    def __init__(self, width=8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.b1 = nn.Conv2d(width, width, 3, padding=1)
+        self.b2 = nn.Conv2d(width, width, 3, padding=1)
+        self.head = nn.Linear(width, 4)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        h = h + torch.relu(self.b2(torch.relu(self.b1(h))))
+        return self.head(h.mean((2, 3)))
+
+
+def test_user_written_cnns_of_mixed_designs():
+    """LeNet-style (flatten head, BatchNorm) and residual CNNs of different widths and
+    depths in one population: recorded, aligned, embedded, averaged and re-embedded."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        models = [_LeNet(6), _LeNet(8, batch_norm=True), _Residual(8), _Residual(12)]
+        X = torch.randn(48, 3, 16, 16).numpy()
+    assert [n for n, _, _ in cnn_layers(models[1])] == ["body.2", "body.5", "fc2:input"]
+    assert [n for n, _, _ in cnn_layers(models[2])] == ["stem", "b1", "b2", "head:input"]
+    emb = DynamoEmbedder(probe_inputs=X, hidden_size=16, max_epochs=5, random_state=0)
+    Z = emb.fit_transform(models)
+    assert Z.shape == (4, 2) and np.all(np.isfinite(Z))
+    assert emb._n_steps == 4                       # LeNets (3 layers) aligned to 4 steps
+    assert emb.maps_[0].shape == (4, 4, 10, 16)
+    avg = DynamoAverager(FrozenEstimator(emb)).fit(models[:2])
+    assert avg.predict(X[:5]).shape == (5, 4)
+    assert isinstance(avg.averaged_model_, StandaloneCNN)
+    assert np.all(np.isfinite(emb.transform(models[2:])))

@@ -190,6 +190,18 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     >>> emb = DynamoEmbedder(n_components=2, hidden_size=16, max_epochs=2, random_state=0)
     >>> emb.fit_transform(models).shape
     (3, 2)
+
+    Image probes select the convolutional meta-model (layers as time):
+
+    >>> import numpy as np
+    >>> from skdynamo.datasets import ConvNetwork
+    >>> cnns = [ConvNetwork(width=4, depth=d) for d in (2, 3, 2)]
+    >>> images = np.random.RandomState(0).rand(16, 1, 8, 8)
+    >>> emb = DynamoEmbedder(probe_inputs=images, hidden_size=8, max_epochs=2, random_state=0)
+    >>> emb.fit_transform(cnns).shape
+    (3, 2)
+    >>> type(emb.meta_model_).__name__, sorted(emb.emulation_scores_)
+    ('ConditionedCNN', ['agreement', 'hidden_r2', 'output_r2'])
     """
 
     _parameter_constraints = {

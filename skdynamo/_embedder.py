@@ -517,7 +517,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """Emulation quality of the given models, higher is better.
 
         The models are embedded with :meth:`transform`; the score is the mean over models
-        of ``(output R^2 + hidden R^2) / 2`` on the held-out probe sequences.
+        of ``(output R^2 + hidden R^2) / 2`` on the held-out probes (with
+        ``output_loss='kl'``, the output R^2 of the softmax probabilities).
 
         Returns
         -------

@@ -5,6 +5,7 @@ from ._families import (make_classifier_population, make_family_population,
 from ._cnn_zoo import (CNN_VARIANTS, ConvNetwork, digits_variant_labels, load_digits_images,
                        make_cnn_population, train_conv_network)
 from ._flipflop_zoo import make_flipflop_population, make_flipflop_trials
+from ._hidden_zoo import make_hidden_head_population
 from ._tasks import (PULSE_TASKS, make_delay, make_flipflop, make_integration,
                      make_leaky_integration, make_pulses, make_random_probes,
                      make_sine_generation, make_task)
@@ -26,6 +27,7 @@ __all__ = [
     "make_flipflop",
     "make_flipflop_population",
     "make_flipflop_trials",
+    "make_hidden_head_population",
     "make_integration",
     "make_leaky_integration",
     "make_pulses",

@@ -28,6 +28,8 @@ averaging : 8 independently initialised digit classifiers of one architecture (w
     the network at their centroid (``DynamoAverager``) vs the members' median test
     accuracy, vs plain weight averaging of the same members. Also the centroid of the 12
     mixed-architecture digit classifiers of the population (weight averaging cannot).
+time : fit time alone (default embedder) on the first 30 and on all 36 CNNs, at the
+    thread count given (``--only time --threads 1``).
 semi : ``DynamoSemiSupervised`` on the frozen embedder, for each variant, from 10, 20 and
     50 labelled images (+ unlabelled ones), test accuracy; beside logistic regression on
     the pixels of the same labelled images.
@@ -163,6 +165,19 @@ def bench_semi(res, ctx, sizes=(10, 20, 50), repeats=3):
     print(json.dumps(out, indent=1))
 
 
+def bench_time(res, pop, probes):
+    out = {}
+    for n in (30, len(pop.models)):
+        emb = DynamoEmbedder(probe_inputs=probes, random_state=0)
+        start = time.perf_counter()
+        emb.fit(pop.models[:n])
+        out[n] = dict(fit_seconds=round(time.perf_counter() - start, 1),
+                      epochs=len(emb.history_), torch_threads=torch.get_num_threads(),
+                      n_probes=len(probes))
+        print(f"{n} CNNs: {out[n]}", flush=True)
+    res["time"] = out
+
+
 def plot(res, pop, ctx, folder):
     import matplotlib
     matplotlib.use("Agg")
@@ -209,6 +224,12 @@ def main():
     probes, X_test, d_test = _data(args.probes)
     res = dict(probes=args.probes)
     ctx = dict(X_test=X_test, d_test=d_test)
+    if args.only == ["time"]:
+        bench_time(res, pop, probes)
+        out = ROOT / "benchmarks" / "results"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"cnn_time_{args.threads}threads.json").write_text(json.dumps(res, indent=1))
+        return
     bench_embed(res, pop, probes, held_out, ctx)
     if "averaging" in args.only:
         bench_averaging(res, pop, ctx)

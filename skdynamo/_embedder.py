@@ -98,7 +98,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     output_loss : {'auto', 'mse', 'kl'}, default='auto'
         ``'kl'`` compares softmax outputs (classifiers), ``'mse'`` raw outputs normalised
         by each model's output variance. ``'auto'``: ``'kl'`` for image classifiers
-        (CNNs), ``'mse'`` for sequences.
+        (CNNs) with two or more outputs, ``'mse'`` for sequences and for single-output
+        models (a sigmoid binary classifier is emulated on its logit).
     meta_model : {'auto', 'rnn', 'cnn'}, default='auto'
         The conditioned meta-model. ``'rnn'``: a recurrent network
         (:class:`skdynamo.nn.ConditionedRNN`), time steps as time. ``'cnn'``: a
@@ -391,7 +392,14 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         outputs, hidden, out_shape = rec.outputs, rec.hidden, rec.output_shape
         loss_kind = self.output_loss
         if loss_kind == "auto":
-            loss_kind = "kl" if kind == "cnn" else "mse"
+            # A softmax over one output is constant: single-logit (binary) classifiers and
+            # regressors are emulated on their raw outputs.
+            loss_kind = "kl" if kind == "cnn" and out_shape[-1] > 1 else "mse"
+        elif loss_kind == "kl" and out_shape[-1] < 2:
+            raise ValueError(
+                f"output_loss='kl' compares softmax outputs, but the models have "
+                f"{out_shape[-1]} output: a softmax over one output is constant. Use "
+                "output_loss='mse' (or 'auto') for single-logit classifiers and regressors.")
         # Classifiers are described by their class probabilities, not raw logits.
         behaviour = softmax(outputs, axis=-1) if loss_kind == "kl" else outputs
         behaviour_scales = np.array([output_variance(o, train_idx) for o in behaviour])

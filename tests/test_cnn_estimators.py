@@ -604,3 +604,23 @@ def test_user_written_cnns_of_mixed_designs():
     assert avg.predict(X[:5]).shape == (5, 4)
     assert isinstance(avg.averaged_model_, StandaloneCNN)
     assert np.all(np.isfinite(emb.transform(models[2:])))
+
+
+def test_single_logit_cnns_are_emulated_on_their_logit():
+    """A softmax over one output is constant, so 'auto' falls back to MSE for binary
+    (single-logit) classifiers, and an explicit 'kl' is refused before anything is set."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        models = [nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1))
+                  for _ in range(3)]
+        X = torch.randn(40, 3, 8, 8).numpy()
+    emb = DynamoEmbedder(probe_inputs=X, hidden_size=8, max_epochs=3, random_state=0)
+    emb.fit(models)
+    assert emb._output_loss == "mse"
+    assert emb.emulation_scores_.output_r2.shape == (3,)
+    assert np.all(emb.emulation_scores_.output_r2 < 1.0)   # not the constant-softmax 1.0
+    bad = DynamoEmbedder(probe_inputs=X, output_loss="kl", max_epochs=3)
+    with pytest.raises(ValueError, match="output_loss='kl'.*1 output"):
+        bad.fit(models)
+    assert not hasattr(bad, "embedding_")

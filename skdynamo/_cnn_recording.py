@@ -16,9 +16,9 @@ import numbers
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
 from torch import nn
 
+from ._guards import check_magnitude, record_each
 from ._recording import Trajectories
 
 __all__ = ["LayerTrajectories", "cnn_layers", "record_cnn", "align_depths",
@@ -297,8 +297,9 @@ def record_cnn(model, images, *, layers="auto", spatial="pool", batch_size=512, 
         model.eval()
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
+                # A copy: a model editing its input in place must not corrupt the probes.
                 x = torch.as_tensor(images[start: start + batch_size], device=device,
-                                    dtype=dtype)
+                                    dtype=dtype).clone()
                 for key in captured:
                     captured[key].clear()
                 out = model(x)
@@ -402,7 +403,7 @@ def _record_one(index, model, images, layers, spatial, recorder):
     try:
         if recorder is None:
             return record_cnn(model, images, layers=layers, spatial=spatial, name=str(index))
-        result = recorder(model, images)
+        result = recorder(model, np.array(images))  # a copy each: see record_cnn
         if isinstance(result, LayerTrajectories):
             return result
         try:
@@ -433,19 +434,14 @@ def record_cnn_population(models, images, *, layers="auto", spatial="pool", alig
     naming it. ``align`` is passed to :func:`align_depths` as ``n_steps`` (``None`` skips
     alignment). ``recorder(model, images)``, when given, replaces :func:`record_cnn` and
     returns a :class:`LayerTrajectories` or ``(layers, outputs)``. Recording runs in
-    threads; a module listed several times is recorded once.
+    threads; a module listed several times is recorded once, models sharing a
+    submodule one after the other.
     """
     models = list(models)
     if not models:
         raise ValueError("record_cnn_population needs at least one model.")
-    first = {}
-    for i, m in enumerate(models):
-        first.setdefault(id(m), i)
-    unique = sorted(first.values())
-    jobs = (delayed(_record_one)(i, models[i], images, layers, spatial, recorder)
-            for i in unique)
-    done = dict(zip(unique, Parallel(n_jobs=n_jobs, prefer="threads")(jobs)))
-    recorded = [done[first[id(m)]] for m in models]
+    recorded = record_each(
+        models, lambda i, m: _record_one(i, m, images, layers, spatial, recorder), n_jobs)
     for i, t in enumerate(recorded):
         if not isinstance(t, LayerTrajectories):
             raise TypeError(f"Model {i} is a {type(t).__name__}; image probes need "
@@ -456,6 +452,8 @@ def record_cnn_population(models, images, *, layers="auto", spatial="pool", alig
         if not (np.all(np.isfinite(t.hidden)) and np.all(np.isfinite(t.outputs))):
             raise ValueError(f"Model {i} has non-finite (NaN or infinite) activations or "
                              "outputs on the probe images.")
+        check_magnitude(i, "activations", t.hidden, "on the probe images")
+        check_magnitude(i, "outputs", t.outputs, "on the probe images")
     n_out = recorded[0].outputs.shape[1:]
     for i, t in enumerate(recorded):
         if t.outputs.shape[1:] != n_out:

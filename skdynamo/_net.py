@@ -6,11 +6,14 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 from skorch.utils import to_tensor
 
+from ._guards import check_divergence, held_out_loss
+
 __all__ = ["DivergenceError", "DynamoNet", "EpochProgressBar", "ProbeDataset", "dynamo_loss"]
 
 
 class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss."""
+    """Training produced a non-finite loss, or a held-out loss far above its value before
+    training."""
 
 
 class ProbeDataset(torch.utils.data.Dataset):
@@ -88,6 +91,26 @@ class DynamoNet(NeuralNet):
                 f"DYNAMO training diverged in epoch {epoch}: the loss became {loss.item()}. "
                 f"Lower the learning rate (lr={self.lr}) or check the recorded targets.")
         return loss
+
+    # Issue #12: skorch ends training quietly on KeyboardInterrupt, and a finite but
+    # exploding loss passes get_loss; either would hand back a half-trained fit.
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self._interrupted, self._initial_loss = None, held_out_loss(self, X, y)
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        try:
+            return super().fit_loop(X, y, epochs, **fit_params)
+        except KeyboardInterrupt as exc:
+            self._interrupted = exc
+            raise
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        super().partial_fit(X, y, classes, **fit_params)
+        if self._interrupted is not None:
+            raise self._interrupted
+        check_divergence(self, X, self._initial_loss, held_out_loss(self, X, y),
+                         DivergenceError)
+        return self
 
 
 class EpochProgressBar(Callback):

@@ -8,8 +8,9 @@ import numbers
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
 from torch import nn
+
+from ._guards import check_magnitude, record_each
 
 __all__ = ["Trajectories", "record", "record_population", "recurrent_layers", "input_width"]
 
@@ -199,8 +200,10 @@ def record(model, inputs, *, recorder="auto", batch_size=512):
         model.eval()
         with torch.inference_mode():
             for start in range(0, len(inputs), batch_size):
+                # A copy: a model that edits its input in place must not corrupt the
+                # caller's probes or the next model's recording (issue #12).
                 x = torch.as_tensor(inputs[start: start + batch_size], device=device,
-                                    dtype=dtype)
+                                    dtype=dtype).clone()
                 h, y = fn(model, x)
                 hidden.append(_to_numpy(h, "hidden"))
                 outputs.append(_to_numpy(y, "outputs"))
@@ -225,15 +228,10 @@ def record_population(models, inputs, *, recorder="auto", n_jobs=None):
 
     Threads, not processes: torch kernels release the GIL and modules need no pickling.
     Errors name the offending model's index. A module listed several times is recorded
-    once: two threads hooking and switching the same module would mix their recordings.
+    once, and models sharing a submodule are recorded in turn: two threads hooking and
+    switching the same module would mix their recordings.
     """
-    first = {}
-    for i, m in enumerate(models):
-        first.setdefault(id(m), i)
-    unique = sorted(first.values())
-    jobs = (delayed(_record_one)(i, models[i], inputs, recorder) for i in unique)
-    done = dict(zip(unique, Parallel(n_jobs=n_jobs, prefer="threads")(jobs)))
-    return [done[first[id(m)]] for m in models]
+    return record_each(models, lambda i, m: _record_one(i, m, inputs, recorder), n_jobs)
 
 
 def check_trajectories(trajectories, n_probes, n_timesteps, offset=0):
@@ -256,6 +254,7 @@ def check_trajectories(trajectories, n_probes, n_timesteps, offset=0):
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"Model {idx} produced non-finite (NaN or infinite) {what} on "
                                  "the probe inputs.")
+            check_magnitude(idx, what, arr)
     return out_shape
 
 

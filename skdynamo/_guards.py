@@ -1,0 +1,169 @@
+"""Guards against silent failures (issue #12): divergence, devices, shared modules.
+
+Each helper is called from one line of the estimator or net it protects, so the
+training code itself stays as it is.
+"""
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+__all__ = ["check_device", "check_divergence", "check_magnitude", "held_out_loss", "record_each",
+           "recording_groups"]
+
+#: A fit whose held-out loss ends this many times above its value before training (and
+#: above 1, worse than emulating each model by its mean) has diverged. A fit that merely
+#: did not improve much (a two-epoch doctest) is far below this.
+DIVERGENCE_RATIO = 10.0
+#: Recorded outputs beyond this magnitude are named in the divergence message.
+LARGE_TARGET = 1e3
+#: Recordings beyond this magnitude are refused before training: their squared errors
+#: overflow float32 and the loss becomes inf/NaN, which would be blamed on ``lr``.
+HUGE_TARGET = 1e12
+
+
+def held_out_loss(net, X, y=None):
+    """Mean loss of ``net.module_`` on its validation split of ``X`` (None without one).
+
+    Runs in eval mode without gradients, under :func:`torch.random.fork_rng` so that the
+    data loader's seed draw does not shift the training's random stream.
+    """
+    _, dataset = net.get_split_datasets(X, y)
+    if dataset is None or len(dataset) == 0:
+        return None
+    total, count = 0.0, 0
+    with torch.random.fork_rng(devices=[]):
+        for batch in net.get_iterator(dataset, training=False):
+            n = len(batch[0])
+            total += float(net.validation_step(batch)["loss"]) * n
+            count += n
+    return total / count
+
+
+def _largest_output(X):
+    """(magnitude, model index) of the largest recorded output in a ProbeDataset."""
+    outputs = getattr(X, "outputs", None)
+    if outputs is None or outputs.numel() == 0:
+        return 0.0, None
+    per_model = outputs.abs().reshape(outputs.shape[0], -1).amax(1)
+    i = int(per_model.argmax())
+    return float(per_model[i]), i
+
+
+def check_divergence(net, X, initial, final, error=RuntimeError):
+    """Raise ``error`` when the held-out loss ended far above where it started (or is not
+    finite); warn when it merely ended above it. Both name ``lr``."""
+    if initial is None or final is None:
+        return
+    diverged = not np.isfinite(final) or (final > DIVERGENCE_RATIO * initial and final > 1.0)
+    if not diverged and final <= initial:
+        return
+    msg = (f"the held-out loss of the trained meta-model is {final:.3g}, "
+           f"{final / max(initial, 1e-12):.3g} times its value before training "
+           f"({initial:.3g}). Lower the learning rate (lr={net.lr}; the default is 3e-3).")
+    size, model = _largest_output(X)
+    if size > LARGE_TARGET:
+        msg += (f" The recorded outputs are also large (up to {size:.3g}, model {model}): "
+                "rescale them (e.g. a recorder that divides them) so that they are of order 1.")
+    if diverged:
+        raise error(f"DYNAMO training diverged: {msg}")
+    warnings.warn(f"DYNAMO training made the emulation worse: {msg}", ConvergenceWarning,
+                  stacklevel=5)
+
+
+def check_magnitude(index, what, array, where="on the probe inputs"):
+    """Refuse a recording so large that emulating it overflows float32 (names the model)."""
+    size = float(np.max(np.abs(array))) if np.size(array) else 0.0
+    if size > HUGE_TARGET:
+        raise ValueError(
+            f"Model {index} produced {what} of magnitude up to {size:.3g} {where}: targets "
+            f"this large (above {HUGE_TARGET:.0e}) cannot be emulated in float32, whatever "
+            "the learning rate. Rescale the model's outputs/states (e.g. a recorder that "
+            "divides them) so that they are of order 1.")
+
+
+def check_device(device):
+    """Resolve ``device`` (``'auto'`` -> cuda when available) to a usable torch device.
+
+    Raises a ValueError naming ``device`` and what this installation offers, instead of
+    torch's AssertionError (no CUDA) or RuntimeError (unknown device string) later.
+    """
+    available = ["cpu"]
+    if torch.cuda.is_available():
+        available += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        available.append("mps")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    ok = dev is not None and (
+        dev.type == "cpu"
+        or (dev.type == "cuda" and torch.cuda.is_available()
+            and (dev.index is None or dev.index < torch.cuda.device_count()))
+        or (dev.type == "mps" and torch.backends.mps.is_available()))
+    if not ok:
+        raise ValueError(f"device={device!r} is not available in this installation; use one "
+                         f"of {available} or 'auto'.")
+    return device
+
+
+def recording_groups(models):
+    """Indices of the models to record, grouped so that models sharing a submodule (or a
+    parameter) fall in one group, recorded in turn by one worker.
+
+    Two threads hooking, switching to eval mode and running the same module at once
+    would mix their recordings and could leave its training flag wrong. Returns
+    ``(groups, first)``: lists of model indices (the first listing of each distinct
+    object only), and, for each model, the index of its first listing.
+    """
+    first, parent = [], {}
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner = {}   # id of a module or parameter -> first model index holding it
+    seen = {}
+    for i, m in enumerate(models):
+        if id(m) in seen:
+            first.append(seen[id(m)])
+            continue
+        seen[id(m)] = i
+        first.append(i)
+        parent[i] = i
+        if not isinstance(m, torch.nn.Module):
+            continue
+        for part in (*m.modules(), *m.parameters(), *m.buffers()):
+            j = owner.setdefault(id(part), i)
+            if j != i:
+                parent[find(i)] = find(j)
+    groups = {}
+    for i in parent:
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values()), first
+
+
+def record_each(models, record_one, n_jobs=None):
+    """``[record_one(i, models[i]) ...]`` in joblib threads, one result per listing.
+
+    Models that share modules are recorded one after the other in the same worker
+    (:func:`recording_groups`); a model listed twice is recorded once.
+    """
+    from joblib import Parallel, delayed
+
+    groups, first = recording_groups(models)
+
+    def run(group):
+        return [(i, record_one(i, models[i])) for i in group]
+
+    jobs = (delayed(run)(g) for g in groups)
+    done = dict(pair for part in Parallel(n_jobs=n_jobs, prefer="threads")(jobs)
+                for pair in part)
+    return [done[j] for j in first]

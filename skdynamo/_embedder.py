@@ -17,6 +17,7 @@ from scipy.special import softmax
 
 from ._cnn_recording import _check_spatial, record_cnn_population
 from ._codes import emulation_r2, fit_codes
+from ._guards import check_device
 from ._net import DynamoNet, EpochProgressBar, ProbeDataset
 from ._recording import (Trajectories, check_trajectories, input_width, record_population,
                          recurrent_layers)
@@ -25,7 +26,7 @@ from ._targets import (initial_embeddings, output_variance, pad_targets, reduce_
 from .datasets._tasks import make_random_probes
 from .nn import DynamoModule, EmulatedNetwork
 from ._cnn_recording import LayerTrajectories
-from .utils.validation import check_models, check_probe_inputs
+from .utils.validation import as_probe_array, check_models, check_probe_inputs
 
 __all__ = ["DynamoEmbedder"]
 
@@ -52,9 +53,7 @@ def _scores(out_r2, hid_r2, agreement):
 
 
 def _resolve_device(device):
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return check_device(device)  # 'auto' resolved; unavailable devices: ValueError
 
 
 class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -269,14 +268,15 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if self.meta_model != "auto":
             return self.meta_model
         if self.probe_inputs is not None:
-            if np.ndim(self.probe_inputs) != 4:
+            shape = as_probe_array(self.probe_inputs).shape
+            if len(shape) != 4:
                 for i, m in enumerate(models):
                     if _is_convolutional(m):
                         hint = (" For single-channel images add the channel axis: "
-                                "images[:, None]." if np.ndim(self.probe_inputs) == 3 else "")
+                                "images[:, None]." if len(shape) == 3 else "")
                         raise ValueError(
                             f"Model {i} ({type(m).__name__}) is convolutional but "
-                            f"probe_inputs have shape {np.shape(self.probe_inputs)}: "
+                            f"probe_inputs have shape {shape}: "
                             "convolutional models need probe images of shape (n_images, "
                             f"channels, height, width).{hint}")
                 return "rnn"
@@ -284,7 +284,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 if isinstance(m, torch.nn.Module) and recurrent_layers(m):
                     raise ValueError(
                         f"probe_inputs are images (rank 4, shape "
-                        f"{np.shape(self.probe_inputs)}) but model {i} "
+                        f"{shape}) but model {i} "
                         f"({type(m).__name__}) is recurrent: recurrent models take probe "
                         "inputs of rank 3 (n_probes, n_timesteps, n_features).")
             return "cnn"

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from sklearn.utils import Bunch
 
+from ._guards import check_device
+
 __all__ = ["save_weights", "load_weights", "save_estimator", "load_estimator", "FORMAT",
            "FORMAT_VERSION"]
 
@@ -196,6 +198,24 @@ def save_weights(estimator: Any, path: str | os.PathLike) -> None:
             os.remove(tmp)
 
 
+#: How pickles and joblib's compressed pickles begin (zlib, gzip, bz2, xz, lz4).
+_PICKLE_MAGIC = (b"\x80", b"\x78", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x04\x22\x4d\x18")
+
+
+def _pickled_file_error(path):
+    return ValueError(
+        f"{path!r} holds pickled Python objects (a pickle or joblib file), not weights "
+        "written by skdynamo.save_weights; load_weights never unpickles, as unpickling runs "
+        "the code the file names. If you trust its source, load it with "
+        "skdynamo.load_estimator(path, trusted=True).")
+
+
+def _first_line(exc):
+    """torch's message, unless it is its advice to load with weights_only=False."""
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return type(exc).__name__ if "weights_only" in msg else msg
+
+
 def _read(path):
     try:
         with warnings.catch_warnings():
@@ -204,19 +224,18 @@ def _read(path):
             return torch.load(path, map_location="cpu", weights_only=True)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
-    except pickle.UnpicklingError as exc:
-        if "GLOBAL" in str(exc):  # torch's weights-only unpickler met a class or function
-            raise ValueError(
-                f"{path!r} holds pickled Python objects, which skdynamo refuses to load: it "
-                "was not written by skdynamo.save_weights. If you trust its source, it may be "
-                "a joblib/pickle file (joblib.load runs the code it names).") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile,
+            ValueError, KeyError, io.UnsupportedOperation) as exc:
+        if "GLOBAL" in str(exc) or not zipfile.is_zipfile(path) and _starts_as_pickle(path):
+            # a class or function met by torch's weights-only unpickler, or a raw pickle
+            raise _pickled_file_error(path) from None
         raise ValueError(f"{path!r} is not a readable skdynamo weights file (corrupt or "
-                         f"truncated): {str(exc).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError,
-            io.UnsupportedOperation) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path!r} is not a readable skdynamo weights file (corrupt or "
-                         f"truncated): {msg}") from None
+                         f"truncated): {_first_line(exc)}") from None
+
+
+def _starts_as_pickle(path):
+    with open(path, "rb") as f:
+        return f.read(8).startswith(_PICKLE_MAGIC)
 
 
 def _check_record(record, path):
@@ -224,7 +243,11 @@ def _check_record(record, path):
         raise ValueError(f"{path!r} is a torch file but not a skdynamo weights file (no "
                          f"'format': {FORMAT!r} entry); write one with skdynamo.save_weights.")
     version = record.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path!r} is damaged: its 'format_version' must be an integer, got "
+                         f"{version!r} ({type(version).__name__}); save_weights writes "
+                         f"{FORMAT_VERSION}. Re-save the estimator with save_weights.")
+    if version > FORMAT_VERSION:
         raise ValueError(
             f"{path!r} was written by skdynamo {record.get('skdynamo_version', '?')} in "
             f"weights format {version!r}; this skdynamo ({_version()}) reads formats up to "
@@ -244,6 +267,51 @@ def _build_module(cls, record, path):
     for p in module.parameters():
         p.requires_grad_(False)
     return module.eval()
+
+
+def _check_fitted_shapes(fitted, n_components, meta, path):
+    """The stored arrays must fit each other and the meta-model: a tampered or damaged
+    file is refused here, by attribute, not with a shape error inside transform later."""
+    def damaged(name, got, expected):
+        return ValueError(f"{path!r} is damaged: its {name} has {got}, but {expected}. "
+                          "Re-save the estimator with save_weights, or refit.")
+
+    n_models = fitted.get("n_models_")
+    emb = fitted.get("embeddings_")
+    if not isinstance(n_models, int) or not isinstance(emb, np.ndarray):
+        raise damaged("record", "no n_models_/embeddings_ entry", "a fitted embedder has both")
+    if emb.shape != (n_models, meta.n_components) or meta.n_components != n_components:
+        raise damaged("embeddings_", f"shape {emb.shape}",
+                      f"n_models_={n_models} and the meta-model's n_components="
+                      f"{meta.n_components} (parameter n_components={n_components}) give "
+                      f"{(n_models, meta.n_components)}")
+    width = meta.state_size if meta.per_step_maps else meta.hidden_size
+    maps = fitted.get("maps_")
+    if (not isinstance(maps, tuple) or len(maps) != 2
+            or not all(isinstance(m, np.ndarray) for m in maps)
+            or maps[0].shape[:1] != (n_models,) or maps[0].shape[-1:] != (width,)
+            or maps[0].shape[:-1] != maps[1].shape):
+        raise damaged("maps_", "shapes " + str([np.shape(m) for m in maps or ()]),
+                      f"(weight (n_models={n_models}, ..., k, {width}), bias (n_models, ..., k))"
+                      " are expected")
+    probes = fitted.get("probe_inputs_")
+    expected = ((meta.n_inputs,) if meta.kind == "rnn"
+                else (meta.in_channels, *meta.image_size))
+    rank = 3 if meta.kind == "rnn" else 4
+    if (not isinstance(probes, np.ndarray) or probes.ndim != rank
+            or probes.shape[rank - len(expected):] != expected):
+        raise damaged("probe_inputs_", f"shape {np.shape(probes)}",
+                      f"the meta-model takes probes ending in {expected}")
+    for name in ("_train_idx", "_valid_idx"):
+        idx = fitted.get(name)
+        if (not isinstance(idx, np.ndarray) or idx.ndim != 1 or idx.dtype.kind not in "iu"
+                or (idx.size and (idx.min() < 0 or idx.max() >= len(probes)))):
+            raise damaged(name, f"{np.shape(idx)} entries", f"indices into the "
+                          f"{len(probes)} probes are expected")
+    for key, value in (fitted.get("emulation_scores_") or {}).items():
+        if np.shape(value) != (n_models,):
+            raise damaged(f"emulation_scores_[{key!r}]", f"shape {np.shape(value)}",
+                          f"one score per model ({n_models}) is expected")
 
 
 def load_weights(path: str | os.PathLike, **params: Any) -> Any:
@@ -301,8 +369,8 @@ def load_weights(path: str | os.PathLike, **params: Any) -> Any:
     meta_cls = ConditionedCNN if rec.get("meta_kind", "rnn") == "cnn" else ConditionedRNN
     meta = _build_module(meta_cls, rec["meta_model"], path)
     fitted.pop("_device", None)
-    device = str(est.device) if est.device != "auto" else (
-        "cuda" if torch.cuda.is_available() else "cpu")
+    _check_fitted_shapes(fitted, est.n_components, meta, path)
+    device = check_device(est.device)
     for k, v in fitted.items():
         setattr(est, k, v)
     est._device = device

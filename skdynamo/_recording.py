@@ -163,7 +163,17 @@ def _auto_record(model, inputs):
 def _to_numpy(x, what):
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float32).numpy()
-    return np.asarray(x, dtype=np.float32)
+    elif isinstance(x, dict):
+        raise TypeError(f"its forward returned a dict (keys {list(x)[:5]}) where the {what} "
+                        "were expected: recorder='auto' needs a tensor, or a tuple whose first "
+                        "element is the outputs. Wrap the model so that forward returns the "
+                        "output tensor, or pass recorder=callable(model, inputs) -> "
+                        "(hidden, outputs).")
+    try:
+        return np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"its {what} are a {type(x).__name__}, not a numeric array or tensor; "
+                        "pass recorder=callable(model, inputs) -> (hidden, outputs).") from exc
 
 
 def record(model, inputs, *, recorder="auto", batch_size=512):

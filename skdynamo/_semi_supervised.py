@@ -181,6 +181,13 @@ class DynamoSemiSupervised(BaseEstimator):
     def _resolve_task(self, y):
         if self.task != "auto":
             return self.task
+        if y.dtype.kind in "USO":
+            raise ValueError(
+                f"y holds non-numeric labels (dtype {y.dtype}, e.g. "
+                f"{y.ravel()[:3].tolist()}), which task='auto' cannot map to the meta-model's "
+                "outputs: classes are the argmax of its outputs, so labels must be output "
+                "indices 0, 1, ... (-1 for unlabelled). Encode them in the models' output "
+                "order, or pass numeric targets with task='regression'.")
         return ("classification" if y.ndim == 1 and y.dtype.kind in "iub" else "regression")
 
     def _check_targets(self, y, n_samples, n_timesteps, n_outputs, task):
@@ -287,6 +294,7 @@ class DynamoSemiSupervised(BaseEstimator):
         if y is None:
             raise ValueError("DynamoSemiSupervised.fit needs targets y (-1 or NaN for "
                              "unlabelled samples).")
+        self._resolve_task(np.asarray(y))  # string labels: before any embedder is fitted
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(_MAX_SEED))
         embedder, Z = self._get_embedder(seed)

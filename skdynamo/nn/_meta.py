@@ -31,6 +31,9 @@ class ConditionedRNN(nn.Module):
 
     def __init__(self, n_inputs, n_outputs, n_components, hidden_size=64, cell="gru"):
         super().__init__()
+        # numpy integers pass sklearn's validation but not torch's (issue #12).
+        n_inputs, n_outputs, n_components, hidden_size = map(
+            int, (n_inputs, n_outputs, n_components, hidden_size))
         self.n_inputs, self.n_outputs = n_inputs, n_outputs
         self.n_components, self.hidden_size, self.cell = n_components, hidden_size, cell
         self.rnn = CELLS[cell](n_inputs + n_components, hidden_size, batch_first=True)

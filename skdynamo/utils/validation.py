@@ -1,11 +1,12 @@
 """Input validation shared by every skdynamo estimator."""
 
 import numpy as np
+import torch
 from torch import nn
 
 from .._recording import Trajectories, input_width
 
-__all__ = ["check_models", "check_probe_inputs"]
+__all__ = ["as_probe_array", "check_models", "check_probe_inputs"]
 
 
 def check_models(X, *, name="X"):
@@ -30,7 +31,35 @@ def check_models(X, *, name="X"):
         if not isinstance(m, (nn.Module, Trajectories)):
             raise TypeError(f"{name}[{i}] is a {type(m).__name__}; every element must be a "
                             "torch.nn.Module or a skdynamo.Trajectories.")
+        if isinstance(m, nn.Module) and any(
+                t.is_meta for t in (*m.parameters(), *m.buffers())):
+            raise ValueError(f"{name}[{i}] ({type(m).__name__}) has parameters on the 'meta' "
+                             "device, which hold no values; materialise it first, e.g. "
+                             "model.to_empty(device='cpu') then load_state_dict(...).")
     return models
+
+
+def as_probe_array(probe_inputs):
+    """A float32 *copy* of the probes: the estimator keeps it, so later edits of the
+    caller's array cannot change a fit. Tensors (also ones that require grad or live on
+    a GPU) are detached and moved to the CPU; ragged lists get a clear error."""
+    if isinstance(probe_inputs, torch.Tensor):
+        probe_inputs = probe_inputs.detach().cpu()
+    elif isinstance(probe_inputs, (list, tuple)):
+        probe_inputs = [p.detach().cpu() if isinstance(p, torch.Tensor) else p
+                        for p in probe_inputs]
+        shapes = {np.shape(p) for p in probe_inputs}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"probe_inputs is a ragged list: its {len(probe_inputs)} elements have "
+                f"different shapes {sorted(shapes)[:4]}. Pass one array of shape (n_probes, "
+                "n_timesteps, n_features) (images: (n, channels, height, width)); pad or crop "
+                "sequences to a common length.")
+    try:
+        return np.array(probe_inputs, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"probe_inputs must be a numeric array, got "
+                        f"{type(probe_inputs).__name__}.") from exc
 
 
 def check_probe_inputs(probe_inputs, models, *, kind="rnn"):
@@ -41,11 +70,7 @@ def check_probe_inputs(probe_inputs, models, *, kind="rnn"):
     width)`` whose channels match each model's first ``nn.Conv2d``. Returns a float32
     array.
     """
-    try:
-        probes = np.asarray(probe_inputs, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"probe_inputs must be a numeric array, got "
-                        f"{type(probe_inputs).__name__}.") from exc
+    probes = as_probe_array(probe_inputs)
     if kind == "cnn":
         if probes.ndim != 4:
             hint = (" For single-channel images add the channel axis: images[:, None]."

@@ -123,7 +123,11 @@ def main(argv=None):
                    help="recurrent networks on pulse tasks (default) or CNNs on digits")
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return demo_cnn(args) if args.population == "cnn" else demo(args)
+        try:
+            return demo_cnn(args) if args.population == "cnn" else demo(args)
+        except OSError as exc:  # an unusable data folder, an unwritable --output: one line
+            print(f"skdynamo demo: error: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     return 1  # pragma: no cover
 
 

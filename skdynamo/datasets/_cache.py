@@ -3,12 +3,16 @@
 import hashlib
 import json
 import os
+import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
+
+from .._persistence import _first_line
 
 __all__ = ["get_data_home", "load_or_train", "one_torch_thread", "spec_key"]
 
@@ -19,9 +23,53 @@ def get_data_home(data_home=None):
     ``data_home`` wins, then the ``SKDYNAMO_DATA`` environment variable, then
     ``~/skdynamo_data``. The folder is created if needed.
     """
+    source = ("data_home" if data_home else
+              "SKDYNAMO_DATA" if os.environ.get("SKDYNAMO_DATA") else "the default")
     path = Path(data_home or os.environ.get("SKDYNAMO_DATA", "~/skdynamo_data")).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    _make_folder(path, source)
     return path
+
+
+def _make_folder(path, source=None):
+    """mkdir -p, or an OSError saying which folder (and which setting) is unusable."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        what = (f"the data folder {str(path)!r} (set by {source})" if source
+                else f"the cache folder {str(path)!r}")
+        blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+        reason = (f"{str(blocker)!r} is a file, not a folder"
+                  if blocker is not None and not blocker.is_dir() else exc.strerror or exc)
+        raise OSError(exc.errno, f"skdynamo cannot use {what}: {reason}. Point SKDYNAMO_DATA "
+                      "or data_home= at a writable folder.") from None
+
+
+def _check_writable(folder):
+    """Fail before training, not after it, when the cache cannot be written."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OSError(exc.errno, f"The skdynamo data folder {str(folder)!r} is not writable "
+                      f"({exc.strerror or exc}), so the trained members cannot be cached. "
+                      "Point SKDYNAMO_DATA or data_home= at a writable folder.") from None
+
+
+def _load_record(path, spec):
+    """A cache record, or None (with a warning naming the file) when it is unreadable or
+    foreign: it is then retrained. Never loaded with weights_only=False."""
+    try:
+        record = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
+        reason = f"unreadable ({_first_line(exc)})"
+    else:
+        if isinstance(record, dict) and "state_dict" in record and \
+                record.get("spec", spec) == spec:
+            return record
+        reason = "not a record of this member (a foreign file)"
+    warnings.warn(f"skdynamo cache entry {str(path)!r} is {reason}; retraining it.",
+                  UserWarning, stacklevel=3)
+    return None
 
 
 def spec_key(config):
@@ -66,16 +114,20 @@ def load_or_train(kind, specs, key_extra, train, *, data_home=None, download_if_
     Returns
     -------
     records : list of dict
-        Loaded with ``torch.load(weights_only=True)``: a cache file never runs code.
+        Loaded with ``torch.load(weights_only=True)``: a cache file never runs code. An
+        unreadable or foreign entry is reported by path (a warning) and retrained.
     """
     folder = get_data_home(data_home) / kind
-    folder.mkdir(exist_ok=True)
+    _make_folder(folder)
     paths = [folder / f"{spec_key({**spec, **key_extra})}.pt" for spec in specs]
-    todo = [i for i, p in enumerate(paths) if not p.exists()]
+    records = [_load_record(p, json.dumps(spec)) if p.exists() else None
+               for p, spec in zip(paths, specs)]
+    todo = [i for i, r in enumerate(records) if r is None]
     if todo and not download_if_missing:
         raise OSError(f"{len(todo)} members are not cached in {folder} and "
                       "download_if_missing=False.")
     if todo:
+        _check_writable(folder)
         results = Parallel(n_jobs=n_jobs, return_as="generator")(
             delayed(_train_one)(train, specs[i]) for i in todo)
         if verbose:
@@ -85,4 +137,5 @@ def load_or_train(kind, specs, key_extra, train, *, data_home=None, download_if_
             tmp = paths[i].with_suffix(".tmp")
             torch.save({**record, "spec": json.dumps(specs[i])}, tmp)
             os.replace(tmp, paths[i])  # atomic: a killed run leaves no half-written file
-    return [torch.load(p, weights_only=True) for p in paths]
+            records[i] = torch.load(paths[i], weights_only=True)
+    return records

@@ -59,7 +59,10 @@ def _load_record(path, spec):
     """A cache record, or None (with a warning naming the file) when it is unreadable or
     foreign: it is then retrained. Never loaded with weights_only=False."""
     try:
-        record = torch.load(path, weights_only=True)
+        with warnings.catch_warnings():
+            # torch's "Detected pickle protocol ..." on a foreign pickle: reported below.
+            warnings.simplefilter("ignore", UserWarning)
+            record = torch.load(path, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways
         reason = f"unreadable ({_first_line(exc)})"
     else:

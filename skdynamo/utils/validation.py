@@ -44,9 +44,9 @@ def as_probe_array(probe_inputs):
     caller's array cannot change a fit. Tensors (also ones that require grad or live on
     a GPU) are detached and moved to the CPU; ragged lists get a clear error."""
     if isinstance(probe_inputs, torch.Tensor):
-        probe_inputs = probe_inputs.detach().cpu()
+        probe_inputs = probe_inputs.detach().cpu().numpy()
     elif isinstance(probe_inputs, (list, tuple)):
-        probe_inputs = [p.detach().cpu() if isinstance(p, torch.Tensor) else p
+        probe_inputs = [p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else p
                         for p in probe_inputs]
         shapes = {np.shape(p) for p in probe_inputs}
         if len(shapes) > 1:

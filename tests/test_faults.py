@@ -145,47 +145,36 @@ def _semi_no_labels(est, ctx):
     est.fit(ctx["X"], np.full_like(ctx["y"], np.nan))
 
 
-def _weights_of_pickle(est, ctx):
-    path = ctx["tmp"] / "est.joblib"
-    joblib.dump(est, path)
-    load_weights(path)
+def _joblib_file_loaded_by(load):
+    def act(est, ctx):
+        path = ctx["tmp"] / "est.joblib"
+        joblib.dump(est, path)
+        load(path)
+    return act
 
 
-def _weights_format_str(est, ctx):
-    path = ctx["tmp"] / "w.pt"
-    save_weights(est, path)
-    record = torch.load(path, weights_only=True)
-    record["format_version"] = "1"
-    torch.save(record, path)
-    load_weights(path)
+def _weights_file(edit=None, **params):
+    """Save ``est``'s weights, rewrite the record with ``edit``, load with ``params``."""
+    def act(est, ctx):
+        path = ctx["tmp"] / "w.pt"
+        save_weights(est, path)
+        if edit is not None:
+            record = torch.load(path, weights_only=True)
+            edit(record)
+            torch.save(record, path)
+        load_weights(path, **params)
+    return act
 
 
-def _weights_tampered(est, ctx):
-    path = ctx["tmp"] / "w.pt"
-    save_weights(est, path)
-    record = torch.load(path, weights_only=True)
-    record["embedder"]["fitted"]["embeddings_"]["__ndarray__"] = torch.zeros(3, 5).double()
-    torch.save(record, path)
-    load_weights(path)
-
-
-def _weights_device(est, ctx):
-    path = ctx["tmp"] / "w.pt"
-    save_weights(est, path)
-    load_weights(path, device="tpu")
-
-
-def _estimator_untrusted(est, ctx):
-    path = ctx["tmp"] / "est.joblib"
-    joblib.dump(est, path)
-    load_estimator(path)
-
-
-def _weights_truncated(est, ctx):
+def _truncated_weights(est, ctx):
     path = ctx["tmp"] / "w.pt"
     save_weights(est, path)
     path.write_bytes(path.read_bytes()[:100])
     load_weights(path)
+
+
+def _wrong_embeddings(record):
+    record["embedder"]["fitted"]["embeddings_"]["__ndarray__"] = torch.zeros(3, 5).double()
 
 
 # (estimator, action(est, ctx), exception, what the message must name)
@@ -193,16 +182,19 @@ OTHER_FAULTS = {
     "semi-string_labels": ("semi", _semi_string_labels, ValueError,
                            r"y holds non-numeric labels.*task='regression'"),
     "semi-no_labels": ("semi", _semi_no_labels, ValueError, r"y has no labelled sample"),
-    "load_weights-pickle": ("embedder", _weights_of_pickle, ValueError,
+    "load_weights-pickle": ("embedder", _joblib_file_loaded_by(load_weights), ValueError,
                             r"pickled Python objects.*load_estimator\(path, trusted=True\)"),
-    "load_weights-format_version_str": ("embedder", _weights_format_str, ValueError,
+    "load_weights-format_version_str": ("embedder",
+                                        _weights_file(lambda r: r.update(format_version="1")),
+                                        ValueError,
                                         r"'format_version' must be an integer.*'1'"),
-    "load_weights-tampered_shapes": ("embedder", _weights_tampered, ValueError,
+    "load_weights-tampered_shapes": ("embedder", _weights_file(_wrong_embeddings), ValueError,
                                      r"damaged: its embeddings_ has shape \(3, 5\)"),
-    "load_weights-truncated": ("averager", _weights_truncated, ValueError,
+    "load_weights-truncated": ("averager", _truncated_weights, ValueError,
                                r"not a readable skdynamo weights file"),
-    "load_weights-device": ("embedder", _weights_device, ValueError, r"device='tpu'"),
-    "load_estimator-untrusted": ("cluster", _estimator_untrusted, ValueError,
+    "load_weights-device": ("embedder", _weights_file(device="tpu"), ValueError,
+                            r"device='tpu'"),
+    "load_estimator-untrusted": ("cluster", _joblib_file_loaded_by(load_estimator), ValueError,
                                  r"trusted=True"),
 }
 

@@ -8,6 +8,7 @@ from ._net import DivergenceError
 from ._persistence import load_estimator, load_weights, save_estimator, save_weights
 from ._recording import Trajectories
 from ._semi_supervised import DynamoSemiSupervised
+from ._stability import embedding_disagreement
 from ._standalone import StandaloneCNN, StandaloneRNN
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "align_depths",
     "cnn_layers",
+    "embedding_disagreement",
     "load_estimator",
     "load_weights",
     "record_cnn",

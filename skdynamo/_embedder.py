@@ -1,5 +1,6 @@
 """DynamoEmbedder: the scikit-learn face of DYNAMO (sklearn logic only)."""
 
+import warnings
 from collections.abc import Sequence
 from numbers import Integral, Real
 
@@ -10,7 +11,8 @@ from sklearn.cluster import KMeans
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from skorch.callbacks import EarlyStopping, GradientNormClipping, LRScheduler
+from sklearn.exceptions import ConvergenceWarning
+from skorch.callbacks import GradientNormClipping, LRScheduler
 from skorch.helper import predefined_split
 
 from scipy.special import softmax
@@ -18,7 +20,8 @@ from scipy.special import softmax
 from ._cnn_recording import _check_spatial, record_cnn_population
 from ._codes import emulation_r2, fit_codes
 from ._guards import check_device
-from ._net import DynamoNet, EpochProgressBar, ProbeDataset
+from ._net import Converged, DynamoNet, EpochProgressBar, LRWarmup, ProbeDataset
+from ._stability import embedding_disagreement
 from ._recording import (Trajectories, check_trajectories, input_width, record_population,
                          recurrent_layers)
 from ._targets import (initial_embeddings, output_variance, pad_targets, reduce_hidden,
@@ -33,6 +36,8 @@ __all__ = ["DynamoEmbedder"]
 Models = Sequence[torch.nn.Module | Trajectories]
 
 _MAX_SEED = np.iinfo(np.int32).max
+#: Optimiser steps of linear learning-rate warm-up at the start of a fit (at most).
+_WARMUP_STEPS = 200
 
 
 def _as_tensor(a, device):
@@ -112,10 +117,13 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         aligned by relative depth (:func:`skdynamo.align_depths`).
     spatial : 'pool', int or (int, int), default='pool'
         CNNs only: each layer's feature maps averaged over space, or over a small grid.
-    max_epochs : int, default=80
-        Maximum training epochs (early stopping usually ends sooner).
-    lr : float, default=3e-3
-        Adam learning rate (reduced on plateaus).
+    max_epochs : int, default=200
+        Cap on training epochs; training normally ends sooner, by convergence (see
+        ``patience`` and ``tol``). A fit that reaches the cap while the held-out loss is
+        still improving issues a :class:`~sklearn.exceptions.ConvergenceWarning`.
+    lr : float, default=1e-2
+        Adam learning rate, reached after a linear warm-up over the first 200 steps (a
+        tenth of the steps ``max_epochs`` allows if fewer) and halved on plateaus.
     batch_size : int, default=256
         Sequences (model x probe pairs) per gradient step. Each step runs the same probes
         through every model, so at most ``max(1, batch_size // n_models)`` probes are drawn,
@@ -124,7 +132,12 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Fraction of probe sequences held out for early stopping and for
         ``emulation_scores_``.
     patience : int, default=15
-        Epochs without improvement of the held-out loss before stopping.
+        Epochs without improvement of the held-out loss before training is considered
+        converged and stops (the best epoch is restored). The learning rate is halved
+        after ``patience // 3`` epochs without improvement, so convergence means the loss
+        stopped improving over several rate reductions.
+    tol : float, default=1e-4
+        Relative improvement of the held-out loss that counts as an improvement.
     n_starts : int, default=2
         Starting points refined per model in :meth:`transform`.
     transform_max_iter : int, default=40
@@ -154,6 +167,12 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``(n_models, n_layers, k)``).
     history_ : skorch.History
         Per-epoch training and validation losses.
+    n_iter_ : int
+        Training epochs run.
+    converged_ : bool
+        Whether training ended by convergence of the held-out loss (``patience`` epochs
+        without improvement) rather than at ``max_epochs``; in the latter case a
+        :class:`~sklearn.exceptions.ConvergenceWarning` is issued.
     emulation_scores_ : Bunch
         ``output_r2`` and ``hidden_r2``, arrays of shape (n_models,), measured on the
         held-out probes; with ``output_loss='kl'`` the output R^2 compares softmax
@@ -222,6 +241,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "patience": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, 1, closed="left")],
         "n_starts": [Interval(Integral, 1, None, closed="left")],
         "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
         "callbacks": [list, None],
@@ -234,8 +254,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def __init__(self, n_components=2, *, probe_inputs=None, recorder="auto", hidden_size=64,
                  cell="gru", n_pcs=10, hidden_weight=1.0, embedding_l2=1e-3,
                  output_loss="auto", meta_model="auto", layers="auto", spatial="pool",
-                 max_epochs=80, lr=3e-3, batch_size=256,
-                 validation_fraction=0.2, patience=15, n_starts=2, transform_max_iter=40,
+                 max_epochs=200, lr=1e-2, batch_size=256,
+                 validation_fraction=0.2, patience=10, tol=1e-2, n_starts=2, transform_max_iter=40,
                  callbacks=None, device="cpu", n_jobs=None, random_state=None, verbose=0):
         self.n_components = n_components
         self.probe_inputs = probe_inputs
@@ -254,6 +274,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.batch_size = batch_size
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.tol = tol
         self.n_starts = n_starts
         self.transform_max_iter = transform_max_iter
         self.callbacks = callbacks
@@ -346,13 +367,14 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _torch(self, a):
         return _as_tensor(a, self._device)
 
-    def _callbacks(self):
+    def _callbacks(self, warmup_steps):
         cbs = [
             ("grad_clip", GradientNormClipping(gradient_clip_value=1.0)),
+            ("lr_warmup", LRWarmup(warmup_steps)),
             ("lr_plateau", LRScheduler(policy="ReduceLROnPlateau", monitor="valid_loss",
-                                       patience=max(1, self.patience // 3), factor=0.5)),
-            ("early_stopping", EarlyStopping(monitor="valid_loss", patience=self.patience,
-                                             threshold=1e-4, load_best=True)),
+                                       patience=max(1, self.patience // 2), factor=0.5)),
+            ("early_stopping", Converged(monitor="valid_loss", patience=self.patience,
+                                         threshold=self.tol, load_best=True)),
         ]
         if self.verbose:
             cbs.append(("epoch_progress", EpochProgressBar()))
@@ -423,6 +445,9 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # At most batch_size samples per step, and at least ~16 steps per epoch: a small
         # population must not get a handful of gradient steps per epoch.
         probes_per_batch = max(1, min(self.batch_size // n_models, -(-len(train_idx) // 16)))
+        # Warm-up: _WARMUP_STEPS steps, or a tenth of the steps max_epochs allows if fewer.
+        steps_per_epoch = -(-len(train_idx) // probes_per_batch)
+        warmup = max(1, min(_WARMUP_STEPS, self.max_epochs * steps_per_epoch // 10))
         devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
@@ -437,11 +462,18 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 batch_size=probes_per_batch, train_split=predefined_split(valid_ds),
                 iterator_train__shuffle=True,
                 iterator_train__generator=torch.Generator().manual_seed(seed),
-                callbacks=self._callbacks(), device=device, verbose=int(self.verbose >= 2),
+                callbacks=self._callbacks(warmup), device=device, verbose=int(self.verbose >= 2),
                 hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
                 output_loss=loss_kind, last_only=last_only,
             )
             net.fit(train_ds, None)
+        stop = dict(net.callbacks_)["early_stopping"]
+        if not stop.converged_:
+            warnings.warn(
+                f"DYNAMO training stopped at the epoch cap (max_epochs={self.max_epochs}) "
+                f"while the held-out loss was still improving (best epoch "
+                f"{stop.best_epoch_}); the emulation may be coarse. Raise max_epochs.",
+                ConvergenceWarning, stacklevel=2)
         module = net.module_.eval()
         meta = module.meta
         for p in meta.parameters():
@@ -464,6 +496,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.embeddings_ = theta.cpu().numpy().astype(np.float64)
         self.maps_ = tuple(m.cpu().numpy() for m in maps)
         self.history_ = net.history
+        self.n_iter_, self.converged_ = len(net.history), bool(stop.converged_)
         self.emulation_scores_ = _scores(out_r2, hid_r2, agree)
         self._n_features_out = self.n_components
         return self
@@ -540,6 +573,47 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         (and ``agreement`` for classifiers), measured on the held-out probes."""
         theta, scores = self._embed(X)
         return Bunch(embeddings=theta, **scores)
+
+    def stability(self, X: Models, n_refits: int = 3) -> Bunch:
+        """How reproducible the map of ``X`` is: refit with other seeds and compare.
+
+        ``n_refits`` unfitted copies of this estimator (same parameters,
+        ``random_state`` 0, 1, ... offset by this estimator's own, so the probe split,
+        initialisation and batches differ) are fitted on ``X``; every pair of maps is
+        aligned by a similarity transform (orthogonal Procrustes: rotation or reflection,
+        uniform scale, shift), and the RMS distance between matching points is divided
+        by the mean distance between models (:func:`skdynamo.embedding_disagreement`).
+        0 means the refits draw the same map up to rotation and scale; values near 1
+        mean the map depends on the seed and should not be read. This estimator is not
+        modified.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The population (at least 3 models).
+        n_refits : int, default=3
+            Fits to compare (at least 2).
+
+        Returns
+        -------
+        result : Bunch
+            ``disagreement`` (float), ``embeddings`` (list of the refits'
+            ``(n_models, n_components)`` arrays) and ``output_r2`` (list of each refit's
+            mean held-out output R^2).
+        """
+        n_refits = int(n_refits)
+        if n_refits < 2:
+            raise ValueError(f"n_refits must be at least 2 to compare refits; got {n_refits}.")
+        models = check_models(X)
+        if len(models) < 3:
+            raise ValueError("stability needs at least 3 models (distances between models "
+                             f"set its scale); got {len(models)}.")
+        base = self.random_state if isinstance(self.random_state, Integral) else 0
+        fits = [clone(self).set_params(random_state=int(base) + i).fit(models)
+                for i in range(n_refits)]
+        embeddings = [f.embeddings_ for f in fits]
+        return Bunch(disagreement=embedding_disagreement(embeddings), embeddings=embeddings,
+                     output_r2=[float(f.emulation_scores_.output_r2.mean()) for f in fits])
 
     def model_at(self, z: np.ndarray | Sequence[float]) -> EmulatedNetwork:
         """The meta-model frozen at embedding ``z``: an operable ``torch.nn.Module``.

@@ -62,7 +62,7 @@ def check_divergence(net, X, initial, final, error=RuntimeError):
         return
     msg = (f"the held-out loss of the trained meta-model is {final:.3g}, "
            f"{final / max(initial, 1e-12):.3g} times its value before training "
-           f"({initial:.3g}). Lower the learning rate (lr={net.lr}; the default is 3e-3).")
+           f"({initial:.3g}). Lower the learning rate (lr={net.lr}).")
     size, model = _largest_output(X)
     if size > LARGE_TARGET:
         msg += (f" The recorded outputs are also large (up to {size:.3g}, model {model}): "

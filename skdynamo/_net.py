@@ -1,14 +1,16 @@
 """The skorch side of training: dataset, loss, and callbacks. skorch runs the loop."""
 
+import copy
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping
 from skorch.utils import to_tensor
 
 from ._guards import check_divergence, held_out_loss
 
-__all__ = ["DivergenceError", "DynamoNet", "EpochProgressBar", "ProbeDataset", "dynamo_loss"]
+__all__ = ["Converged", "DivergenceError", "DynamoNet", "EpochProgressBar", "LRWarmup",
+           "ProbeDataset", "dynamo_loss"]
 
 
 class DivergenceError(RuntimeError):
@@ -100,8 +102,10 @@ class DynamoNet(NeuralNet):
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         try:
             return super().fit_loop(X, y, epochs, **fit_params)
+        except _Stop:
+            raise  # convergence: skorch ends the loop quietly, as it should
         except KeyboardInterrupt as exc:
-            self._interrupted = exc
+            self._interrupted = exc  # the user's (or a callback's) interrupt: re-raised
             raise
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
@@ -111,6 +115,64 @@ class DynamoNet(NeuralNet):
         check_divergence(self, X, self._initial_loss, held_out_loss(self, X, y),
                          DivergenceError)
         return self
+
+
+class _Stop(KeyboardInterrupt):
+    """Raised by :class:`Converged` to end skorch's loop (skorch stops on
+    ``KeyboardInterrupt``); :class:`DynamoNet` tells it apart from a real interrupt."""
+
+
+class Converged(EarlyStopping):
+    """Stop when the held-out loss has converged; restore the best epoch.
+
+    Convergence is a relative tolerance, as in scikit-learn's iterative estimators: the
+    held-out loss has not improved by a fraction ``threshold`` of its value for
+    ``patience`` epochs (while the learning rate is reduced on plateaus, so this spans
+    several reductions). The weights restored at the end are those of the lowest
+    held-out loss seen, improvements smaller than ``threshold`` included.
+    ``converged_`` is True after such a stop and False when the epoch cap ended the loop
+    first; ``best_epoch_`` is the epoch restored.
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        super().on_train_begin(net, **kwargs)
+        self.converged_, self.lowest_ = False, np.inf
+
+    def on_epoch_end(self, net, **kwargs):
+        loss = net.history[-1, self.monitor]
+        if loss < self.lowest_:
+            self.lowest_, self.best_epoch_ = loss, net.history[-1, "epoch"]
+            self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
+        if self._is_score_improved(loss):
+            self.misses_, self.dynamic_threshold_ = 0, self._calc_new_threshold(loss)
+        else:
+            self.misses_ += 1
+        if self.misses_ >= self.patience:
+            self.converged_ = True
+            raise _Stop
+
+
+class LRWarmup(Callback):
+    """Linear learning-rate warm-up over the first ``n_steps`` optimiser steps.
+
+    The rate climbs from ``lr / n_steps`` to ``lr``; afterwards the other schedulers
+    (reduction on plateaus) act on it undisturbed. Large early steps of Adam, whose
+    moment estimates are still poor, are what makes a high learning rate unstable; a short
+    warm-up lets training run at a rate a few times higher than it could start at.
+    """
+
+    def __init__(self, n_steps=200):
+        self.n_steps = n_steps
+
+    def on_train_begin(self, net, **kwargs):
+        self.step_ = 0
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if not training or self.step_ >= self.n_steps:
+            return
+        self.step_ += 1
+        for group in net.optimizer_.param_groups:
+            group["lr"] = net.lr * self.step_ / self.n_steps
 
 
 class EpochProgressBar(Callback):

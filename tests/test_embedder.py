@@ -1,9 +1,12 @@
 """DynamoEmbedder: fidelity, reproducibility, transform/score/model_at and bad input."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Callback
 from torch import nn
@@ -384,3 +387,51 @@ def test_verbose_shows_progress(tiny_models, tiny_probes, capsys):
     tiny_embedder(tiny_probes, verbose=0).fit(tiny_models)
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def test_fit_that_converges_stops_early_and_returns(tiny_models, tiny_probes):
+    # Early stopping ends skorch's loop with an internal interrupt: it must not reach the
+    # caller as a KeyboardInterrupt, and the fit must say it converged.
+    emb = tiny_embedder(tiny_probes, max_epochs=200, patience=2, tol=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        emb.fit(tiny_models)
+    assert emb.converged_ and emb.n_iter_ == len(emb.history_) < emb.max_epochs
+
+
+def test_fit_at_the_epoch_cap_warns(tiny_models, tiny_probes):
+    emb = tiny_embedder(tiny_probes, max_epochs=2, patience=10)
+    with pytest.warns(ConvergenceWarning, match="max_epochs=2"):
+        emb.fit(tiny_models)
+    assert not emb.converged_ and emb.n_iter_ == 2
+
+
+def test_warmup_ramps_the_learning_rate(tiny_models, tiny_probes):
+    seen = []
+
+    class Record(Callback):
+        def on_batch_end(self, net, training=False, **kwargs):
+            if training:
+                seen.append(net.optimizer_.param_groups[0]["lr"])
+
+    tiny_embedder(tiny_probes, max_epochs=2, lr=1e-2, callbacks=[Record()]).fit(tiny_models)
+    assert seen[0] < seen[-1] <= 1e-2 and np.all(np.diff(seen) >= 0)
+
+
+def test_stability_refits_and_leaves_the_estimator_alone(tiny_models, tiny_probes):
+    emb = tiny_embedder(tiny_probes, max_epochs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = emb.stability(tiny_models, n_refits=2)
+        again = emb.stability(tiny_models, n_refits=2)
+    assert not hasattr(emb, "embeddings_")
+    assert len(res.embeddings) == 2 and res.embeddings[0].shape == (3, 2)
+    assert not np.allclose(res.embeddings[0], res.embeddings[1])  # other seeds
+    assert np.isfinite(res.disagreement) and res.disagreement > 0
+    assert res.disagreement == again.disagreement  # seeded: reproducible
+
+
+@pytest.mark.parametrize("n_refits, n_models, match", [(1, 3, "n_refits"), (2, 2, "3 models")])
+def test_stability_rejects_too_few(n_refits, n_models, match, tiny_models, tiny_probes):
+    with pytest.raises(ValueError, match=match):
+        tiny_embedder(tiny_probes).stability(tiny_models[:n_models], n_refits=n_refits)

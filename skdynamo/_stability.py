@@ -1,0 +1,85 @@
+"""How much an embedding changes between refits: Procrustes-aligned disagreement."""
+
+import itertools
+
+import numpy as np
+from scipy.linalg import orthogonal_procrustes
+
+__all__ = ["embedding_disagreement"]
+
+
+def _check_embeddings(embeddings):
+    try:
+        arrays = [np.asarray(e, dtype=np.float64) for e in embeddings]
+    except (TypeError, ValueError) as exc:
+        raise TypeError("embeddings must be a list of (n_models, n_components) arrays of "
+                        "numbers.") from exc
+    if len(arrays) < 2:
+        raise ValueError(f"embeddings needs at least two refits to compare, got {len(arrays)}.")
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1 or arrays[0].ndim != 2 or arrays[0].shape[0] < 2:
+        raise ValueError(f"every embedding must be a 2-d array of the same shape (n_models >= 2, "
+                         f"n_components); got shapes {sorted(shapes)}.")
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        raise ValueError("embeddings contain NaN or infinite values.")
+    return arrays
+
+
+def _mean_pairwise_distance(Z):
+    diff = Z[:, None] - Z[None]
+    d = np.sqrt((diff ** 2).sum(-1))
+    n = len(Z)
+    return d.sum() / (n * (n - 1))
+
+
+def _aligned_disagreement(reference, other):
+    """RMS distance between ``reference`` and ``other`` after the best similarity transform
+    of ``other`` (translation, rotation or reflection, uniform scale), divided by the mean
+    distance between the reference's points."""
+    ref_c = reference - reference.mean(0)
+    oth_c = other - other.mean(0)
+    scale_ref = _mean_pairwise_distance(reference)
+    if scale_ref == 0:
+        raise ValueError("An embedding puts every model on one point: its disagreement with "
+                         "another refit is undefined.")
+    norm = (oth_c ** 2).sum()
+    if norm == 0:
+        aligned = np.zeros_like(oth_c)  # a collapsed refit is aligned to the centroid
+    else:
+        R, s = orthogonal_procrustes(oth_c, ref_c)
+        aligned = oth_c @ R * (s / norm)  # least-squares scale given the rotation
+    rms = np.sqrt(((aligned - ref_c) ** 2).sum(1).mean())
+    return float(rms / scale_ref)
+
+
+def embedding_disagreement(embeddings):
+    """Disagreement between embeddings of one population from refits (other random_state).
+
+    For every pair of refits ``(a, b)`` (both orders), ``b`` is aligned to ``a`` by the
+    similarity transform that minimises the squared error (translation, rotation or
+    reflection, one uniform scale; orthogonal Procrustes), and the RMS distance between
+    matching aligned points is divided by the mean distance between distinct models of
+    ``a``. The result is the mean over ordered pairs: 0 when the refits agree up to a
+    rotation, reflection, scale and shift; about 1 or more when they are unrelated.
+
+    Parameters
+    ----------
+    embeddings : list of array-like of shape (n_models, n_components)
+        At least two embeddings of the same models, in the same order.
+
+    Returns
+    -------
+    disagreement : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdynamo._stability import embedding_disagreement
+    >>> Z = np.random.default_rng(0).normal(size=(10, 2))
+    >>> rot = np.array([[0.0, -1.0], [1.0, 0.0]])
+    >>> round(embedding_disagreement([Z, 3 * Z @ rot + 1]), 6)
+    0.0
+    """
+    arrays = _check_embeddings(embeddings)
+    pairs = itertools.permutations(range(len(arrays)), 2)
+    return float(np.mean([_aligned_disagreement(arrays[i], arrays[j]) for i, j in pairs]))

@@ -275,3 +275,91 @@ def test_permute_hidden_units_sign_flips_only_for_tanh():
         permute_hidden_units(model, flip_signs=True)
     with pytest.raises(TypeError, match="RecurrentNetwork"):
         permute_hidden_units(torch.nn.GRU(3, 4))
+
+
+# ------------------------------------------------------------------ cognitive tasks
+from skdynamo.datasets import (COGNITIVE_TASKS, make_cognitive_population,  # noqa: E402
+                               make_cognitive_task, response_period)
+
+TINY_COGNITIVE = dict(tasks=("perceptual_decision", "interval_discrimination"),
+                      cells=("gru",), n_seeds=1, hidden_size=8, n_steps=5, n_timesteps=20,
+                      n_probes=6, min_score=0.0, max_retries=0)
+
+
+@pytest.mark.parametrize("task", COGNITIVE_TASKS)
+def test_cognitive_task_shapes_targets_and_seeds(task):
+    x, y = make_cognitive_task(task, 64, 30, random_state=0)
+    assert x.shape == (64, 30, 3) and x.dtype == np.float32
+    assert y.shape == (64, 30) and y.dtype == np.int64
+    mask = response_period(task, 30)
+    assert mask.dtype == bool and mask[-1] and not mask[0]
+    # Fixate (action 0) before the response period, choose 1 or 2 in it (both occur).
+    assert np.all(y[:, ~mask] == 0)
+    assert set(np.unique(y[:, mask])) == {1, 2}
+    assert np.all(y[:, mask] == y[:, [-1]])
+    # The fixation cue is on until the response period.
+    clean, _ = make_cognitive_task(task, 4, 30, noise=0.0, random_state=0)
+    np.testing.assert_array_equal(clean[:, :, 0], np.broadcast_to(~mask, (4, 30)))
+    x2, y2 = make_cognitive_task(task, 64, 30, random_state=0)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    assert not np.array_equal(x, make_cognitive_task(task, 64, 30, random_state=1)[0])
+
+
+def test_cognitive_task_answers():
+    x, y = make_cognitive_task("interval_discrimination", 50, 40, noise=0.0, random_state=0)
+    first, second = x[:, :14, 1].sum(1), x[:, 14:, 1].sum(1)
+    np.testing.assert_array_equal(y[:, -1], np.where(first > second, 1, 2))
+    x, y = make_cognitive_task("match_to_sample", 50, 40, noise=0.0, random_state=0)
+    sample, test = x[:, 4:10, 1:].sum(1).argmax(1), x[:, 22:28, 1:].sum(1).argmax(1)
+    np.testing.assert_array_equal(y[:, -1], np.where(sample == test, 1, 2))
+    x, y = make_cognitive_task("perceptual_decision", 50, 40, noise=0.0, random_state=0)
+    np.testing.assert_array_equal(y[:, -1], np.where((x[:, :, 1] - x[:, :, 2]).sum(1) > 0,
+                                                     1, 2))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(task="flipflop"), "Unknown task"),
+    (dict(n_timesteps=10), "at least 20"),
+    (dict(n_samples=0), "n_samples"),
+    (dict(noise=-1.0), "noise"),
+])
+def test_cognitive_task_bad_arguments(kw, match):
+    args = {**dict(task="perceptual_decision", n_samples=4, n_timesteps=30), **kw}
+    with pytest.raises(ValueError, match=match):
+        make_cognitive_task(args.pop("task"), args.pop("n_samples"), args.pop("n_timesteps"),
+                            **args)
+
+
+def test_cognitive_population_is_cached_and_flags_failures(tmp_path):
+    with pytest.warns(UserWarning, match="did not reach min_score"):
+        pop = make_cognitive_population(**{**TINY_COGNITIVE, "min_score": 1.01},
+                                        data_home=tmp_path)
+    assert not pop.learned.any()
+    assert len(pop.models) == 2 and list(pop.task) == list(TINY_COGNITIVE["tasks"])
+    assert isinstance(pop.models[0], RecurrentNetwork)
+    assert pop.probe_inputs.shape == (6, 20, 3) and pop.probe_inputs.dtype == np.float32
+    assert np.all((0 <= pop.score) & (pop.score <= 1))
+    with torch.no_grad():
+        assert pop.models[1](torch.from_numpy(pop.probe_inputs)).shape == (6, 20, 3)
+    assert len(list((tmp_path / "cognitive_population").glob("*.pt"))) == 2
+    # Cached: loading again does not train (nothing missing even when training is off).
+    with pytest.warns(UserWarning, match="did not reach min_score"):
+        again = make_cognitive_population(**{**TINY_COGNITIVE, "min_score": 1.01},
+                                          data_home=tmp_path, download_if_missing=False)
+    np.testing.assert_array_equal(again.score, pop.score)
+    for a, b in zip(again.models, pop.models):
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.equal(p, q)
+    assert "cognitive agents" in pop.DESCR
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(tasks=("flipflop",)), "Unknown tasks"),
+    (dict(cells=("transformer",)), "Unknown tasks"),
+    (dict(n_seeds=0), "non-empty"),
+    (dict(n_timesteps=10), "at least 20"),
+])
+def test_cognitive_population_bad_arguments(kw, match, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        make_cognitive_population(**{**TINY_COGNITIVE, **kw}, data_home=tmp_path)

@@ -2,6 +2,8 @@
 
 from ._families import (make_classifier_population, make_family_population,
                         make_sequence_classification, train_sequence_classifier)
+from ._cognitive import (COGNITIVE_TASKS, make_cognitive_population, make_cognitive_task,
+                         response_period)
 from ._cnn_zoo import (CNN_VARIANTS, ConvNetwork, digits_variant_labels, load_digits_images,
                        make_cnn_population, train_conv_network)
 from ._flipflop_zoo import make_flipflop_population, make_flipflop_trials
@@ -14,6 +16,7 @@ from ._zoo import (RecurrentNetwork, get_data_home, make_rnn_population, permute
 
 __all__ = [
     "CNN_VARIANTS",
+    "COGNITIVE_TASKS",
     "ConvNetwork",
     "PULSE_TASKS",
     "RecurrentNetwork",
@@ -22,6 +25,8 @@ __all__ = [
     "load_digits_images",
     "make_classifier_population",
     "make_cnn_population",
+    "make_cognitive_population",
+    "make_cognitive_task",
     "make_delay",
     "make_family_population",
     "make_flipflop",
@@ -37,6 +42,7 @@ __all__ = [
     "make_sine_generation",
     "make_task",
     "permute_hidden_units",
+    "response_period",
     "train_conv_network",
     "train_recurrent_network",
     "train_sequence_classifier",

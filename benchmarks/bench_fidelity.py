@@ -39,8 +39,9 @@ out R2 mean/min : held-out output R^2 over members (``emb.emulation_scores_.outp
     agreement is also given). Target: mean >= 0.995 and min >= 0.99.
 hid R2 mean/min : held-out R^2 of the mapped meta-model states against each member's
     PCA-reduced hidden states (``emulation_scores_.hidden_r2``). Target: mean >= 0.98.
-epochs, cap : ``len(emb.history_)``, and whether the fit reached ``max_epochs`` still improving (``not emb.converged_``: cut
-    by the cap rather than ended by early stopping). Target: no cap.
+epochs, cap : ``len(emb.history_)``, and whether the fit reached ``max_epochs`` still
+    improving (``not emb.converged_``: cut by the cap rather than ended by convergence).
+    Target: no cap.
 fit s, threads : wall time of ``fit`` and ``torch.get_num_threads()``.
 ARI dyn / out / cka : adjusted Rand index of k-means (k = number of labels, n_init=10,
     random_state=rs) on DYNAMO's embeddings, on ``OutputSpaceEmbedding`` (outputs on the

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._guards import check_magnitude, record_each
-from ._recording import Trajectories
+from ._guards import check_magnitude
+from ._recording import Trajectories, record_each
 
 __all__ = ["LayerTrajectories", "cnn_layers", "record_cnn", "align_depths",
            "record_cnn_population"]

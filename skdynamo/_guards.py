@@ -1,4 +1,4 @@
-"""Guards against silent failures (issue #12): divergence, devices, shared modules.
+"""Guards against silent failures: divergence, devices, huge recordings.
 
 Each helper is called from one line of the estimator or net it protects, so the
 training code itself stays as it is.
@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["check_device", "check_divergence", "check_magnitude", "held_out_loss", "record_each",
-           "recording_groups"]
+__all__ = ["check_device", "check_divergence", "check_magnitude", "held_out_loss"]
 
 #: A fit whose held-out loss ends this many times above its value before training (and
 #: above 1, worse than emulating each model by its mean) has diverged. A fit that merely
@@ -110,60 +109,3 @@ def check_device(device):
         raise ValueError(f"device={device!r} is not available in this installation; use one "
                          f"of {available} or 'auto'.")
     return device
-
-
-def recording_groups(models):
-    """Indices of the models to record, grouped so that models sharing a submodule (or a
-    parameter) fall in one group, recorded in turn by one worker.
-
-    Two threads hooking, switching to eval mode and running the same module at once
-    would mix their recordings and could leave its training flag wrong. Returns
-    ``(groups, first)``: lists of model indices (the first listing of each distinct
-    object only), and, for each model, the index of its first listing.
-    """
-    first, parent = [], {}
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    owner = {}   # id of a module or parameter -> first model index holding it
-    seen = {}
-    for i, m in enumerate(models):
-        if id(m) in seen:
-            first.append(seen[id(m)])
-            continue
-        seen[id(m)] = i
-        first.append(i)
-        parent[i] = i
-        if not isinstance(m, torch.nn.Module):
-            continue
-        for part in (*m.modules(), *m.parameters(), *m.buffers()):
-            j = owner.setdefault(id(part), i)
-            if j != i:
-                parent[find(i)] = find(j)
-    groups = {}
-    for i in parent:
-        groups.setdefault(find(i), []).append(i)
-    return list(groups.values()), first
-
-
-def record_each(models, record_one, n_jobs=None):
-    """``[record_one(i, models[i]) ...]`` in joblib threads, one result per listing.
-
-    Models that share modules are recorded one after the other in the same worker
-    (:func:`recording_groups`); a model listed twice is recorded once.
-    """
-    from joblib import Parallel, delayed
-
-    groups, first = recording_groups(models)
-
-    def run(group):
-        return [(i, record_one(i, models[i])) for i in group]
-
-    jobs = (delayed(run)(g) for g in groups)
-    done = dict(pair for part in Parallel(n_jobs=n_jobs, prefer="threads")(jobs)
-                for pair in part)
-    return [done[j] for j in first]

@@ -8,11 +8,15 @@ import numbers
 
 import numpy as np
 import torch
+from joblib import Parallel, delayed
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from torch import nn
 
-from ._guards import check_magnitude, record_each
+from ._guards import check_magnitude
 
-__all__ = ["Trajectories", "record", "record_population", "recurrent_layers", "input_width"]
+__all__ = ["Trajectories", "record", "record_each", "record_population", "recurrent_layers",
+           "input_width"]
 
 
 class Trajectories:
@@ -231,6 +235,48 @@ def _record_one(index, model, inputs, recorder):
     except Exception as exc:  # noqa: BLE001 - re-raised with the model's index
         raise ValueError(f"Recording model {index} ({type(model).__name__}) failed: "
                          f"{type(exc).__name__}: {exc}") from exc
+
+
+def _recording_groups(models):
+    """Distinct models grouped so that models sharing a submodule, parameter or buffer fall
+    in one group (connected components of the model-part graph).
+
+    Two threads hooking, switching to eval mode and running the same module at once
+    would mix their recordings and could leave its training flag wrong. Returns
+    ``(groups, first)``: lists of model indices (the first listing of each distinct
+    object only) and, for each listing, the index of its object's first listing.
+    """
+    first, seen, parts, edges = [], {}, {}, []
+    for i, m in enumerate(models):
+        first.append(seen.setdefault(id(m), i))
+        if first[-1] == i and isinstance(m, torch.nn.Module):
+            for part in (*m.modules(), *m.parameters(), *m.buffers()):
+                edges.append((i, parts.setdefault(id(part), len(parts))))
+    n = len(models)
+    rows = [i for i, _ in edges] + list(range(n))
+    cols = [n + p for _, p in edges] + list(range(n))
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n + len(parts),) * 2)
+    _, label = connected_components(graph, directed=False)
+    groups = {}
+    for i in sorted(set(first)):
+        groups.setdefault(label[i], []).append(i)
+    return list(groups.values()), first
+
+
+def record_each(models, record_one, n_jobs=None):
+    """``[record_one(i, models[i]) ...]`` in joblib threads, one result per listing.
+
+    Models that share modules are recorded one after the other in the same worker; a
+    model listed twice is recorded once.
+    """
+    groups, first = _recording_groups(models)
+
+    def run(group):
+        return [(i, record_one(i, models[i])) for i in group]
+
+    parts = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(run)(g) for g in groups)
+    done = dict(pair for part in parts for pair in part)
+    return [done[j] for j in first]
 
 
 def record_population(models, inputs, *, recorder="auto", n_jobs=None):

@@ -9,7 +9,6 @@ inside it. Members are :class:`~skdynamo.datasets.RecurrentNetwork` classifiers 
 with cross-entropy at every step; their logits are the outputs DYNAMO emulates.
 """
 
-import warnings
 from functools import partial
 from itertools import product
 
@@ -20,7 +19,7 @@ from torch import nn
 
 from ._cache import load_or_train
 from ._tasks import _check_sizes
-from ._zoo import _CELLS, RecurrentNetwork
+from ._zoo import _CELLS, RecurrentNetwork, recurrent_members
 
 __all__ = ["COGNITIVE_TASKS", "POPULATION_TASKS", "make_cognitive_task",
            "make_cognitive_population", "response_period"]
@@ -293,19 +292,8 @@ def make_cognitive_population(tasks=POPULATION_TASKS, cells=("rnn", "gru", "lstm
         partial(_train_agent, common=common),
         data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
         verbose=verbose, desc="Training cognitive agents")
-    models = []
-    for spec, record in zip(specs, records):
-        model = RecurrentNetwork(N_INPUTS, N_ACTIONS, spec["hidden_size"], spec["cell"])
-        model.load_state_dict(record["state_dict"])
-        models.append(model.eval())
-    scores = np.array([r["score"] for r in records])
-    learned = scores >= min_score
-    if not learned.all():
-        bad = [f"#{i} ({specs[i]['task']}/{specs[i]['cell']}/seed {specs[i]['seed']}: "
-               f"accuracy={scores[i]:.3f})" for i in np.flatnonzero(~learned)]
-        warnings.warn(f"{len(bad)} members did not reach min_score={min_score} after "
-                      f"{max_retries} retries: {', '.join(bad)}. They are kept and flagged "
-                      "in population.learned.", UserWarning, stacklevel=2)
+    models, scores, learned = recurrent_members(specs, records, N_INPUTS, N_ACTIONS,
+                                                min_score, max_retries, metric="accuracy")
     rng = check_random_state(random_state)
     per_task = [make_cognitive_task(t, n_probes // len(tasks) + 1, n_timesteps,
                                     random_state=rng)[0] for t in tasks]

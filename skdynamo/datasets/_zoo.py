@@ -99,6 +99,36 @@ def _train_member(spec, n_steps, n_timesteps, n_channels, min_score, max_retries
     return {"state_dict": model.state_dict(), "score": float(score), "attempts": attempt}
 
 
+
+def recurrent_members(specs, records, n_inputs, n_outputs, min_score, max_retries, *,
+                      metric):
+    """Rebuild cached :class:`RecurrentNetwork` members and flag those that did not learn.
+
+    ``specs`` hold ``task``, ``cell``, ``hidden_size`` and ``seed``; ``records`` the cached
+    ``state_dict`` and ``score``. Members below ``min_score`` are kept, reported by one
+    warning naming them, and flagged in the returned ``learned`` array.
+
+    Returns
+    -------
+    models : list of RecurrentNetwork (eval mode)
+    scores : ndarray of shape (n_members,)
+    learned : ndarray of bool
+    """
+    models = []
+    for spec, record in zip(specs, records):
+        model = RecurrentNetwork(n_inputs, n_outputs, spec["hidden_size"], spec["cell"])
+        model.load_state_dict(record["state_dict"])
+        models.append(model.eval())
+    scores = np.array([r["score"] for r in records])
+    learned = scores >= min_score
+    if not learned.all():
+        bad = [f"#{i} ({specs[i]['task']}/{specs[i]['cell']}/seed {specs[i]['seed']}: "
+               f"{metric}={scores[i]:.3f})" for i in np.flatnonzero(~learned)]
+        warnings.warn(f"{len(bad)} members did not reach min_score={min_score} after "
+                      f"{max_retries} retries: {', '.join(bad)}. They are kept and flagged "
+                      "in population.learned.", UserWarning, stacklevel=3)
+    return models, scores, learned
+
 def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn", "gru", "lstm"),
                         hidden_sizes=(32,), n_seeds=3, *, seed_offset=0, task_params=None,
                         n_steps=1000, n_timesteps=50, n_channels=3, n_probes=256,
@@ -177,19 +207,8 @@ def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn"
         "rnn_population", specs, {**common, "version": 1}, partial(_train_member, **common),
         data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
         verbose=verbose)
-    models = []
-    for spec, record in zip(specs, records):
-        model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
-        model.load_state_dict(record["state_dict"])
-        models.append(model.eval())
-    scores = np.array([r["score"] for r in records])
-    learned = scores >= min_score
-    if not learned.all():
-        bad = [f"#{i} ({specs[i]['task']}/{specs[i]['cell']}/seed {specs[i]['seed']}: "
-               f"R2={scores[i]:.3f})" for i in np.flatnonzero(~learned)]
-        warnings.warn(f"{len(bad)} members did not reach min_score={min_score} after "
-                      f"{max_retries} retries: {', '.join(bad)}. They are kept and flagged "
-                      "in population.learned.", UserWarning, stacklevel=2)
+    models, scores, learned = recurrent_members(specs, records, n_channels, n_channels,
+                                                min_score, max_retries, metric="R2")
     rng = check_random_state(random_state)
     per_task = [make_task(t, n_probes // len(tasks) + 1, n_timesteps, n_channels,
                           random_state=rng, **task_params.get(t, {}))[0] for t in tasks]

@@ -363,3 +363,67 @@ def test_cognitive_population_is_cached_and_flags_failures(tmp_path):
 def test_cognitive_population_bad_arguments(kw, match, tmp_path):
     with pytest.raises(ValueError, match=match):
         make_cognitive_population(**{**TINY_COGNITIVE, **kw}, data_home=tmp_path)
+
+
+# ------------------------------------------------------------------ the population builder
+from skdynamo.datasets import make_classifier_population  # noqa: E402
+from skdynamo.datasets._builder import (check_grid, check_names, grid,  # noqa: E402
+                                        member_seed, train_with_retries)
+
+
+def test_builder_grid_seed_rule_and_checks():
+    specs = grid(2, 10, task=["a", "b"], cell=["gru"])
+    assert specs == [{"task": "a", "cell": "gru", "seed": 10},
+                     {"task": "a", "cell": "gru", "seed": 11},
+                     {"task": "b", "cell": "gru", "seed": 10},
+                     {"task": "b", "cell": "gru", "seed": 11}]
+    assert [list(s) for s in specs] == [["task", "cell", "seed"]] * 4  # names the cache file
+    assert member_seed(3, 0, 17) == 3 * 7919 + 17
+    assert member_seed(3, 2, 17) == 3 * 7919 + 2 * 104729 + 17
+    with pytest.raises(ValueError, match="^tasks, cells and widths must be non-empty and "
+                                         r"n_seeds >= 1\.$"):
+        check_grid(1, tasks=["a"], cells=[], widths=[1])
+    with pytest.raises(ValueError, match=r"^Unknown tasks \['x'\] or cells \[\]; tasks are "
+                                         r"\['a', 'b'\] and cells \['gru', 'rnn'\]\.$"):
+        check_names(tasks=(["x", "a"], ("a", "b")), cells=(["gru"], {"rnn": 0, "gru": 1}))
+    calls = []
+
+    def attempt(i):
+        calls.append(i)
+        return f"model {i}", {"score": i}, i == 1
+    assert train_with_retries(attempt, 3) == ("model 1", {"score": 1, "attempts": 1})
+    assert calls == [0, 1]
+    assert train_with_retries(lambda i: (i, {}, False), 2) == (2, {"attempts": 2})
+
+
+def test_cache_file_names_are_stable(tmp_path):
+    # Populations cached by earlier versions stay valid: the file names are pinned (and
+    # without retries min_score does not enter the classifiers' names).
+    make_rnn_population(**TINY_POP, data_home=tmp_path)
+    make_classifier_population((0.0, 0.2), n_seeds=1, n_steps=3, n_timesteps=8, n_probes=10,
+                               min_score=0.0, data_home=tmp_path)
+    names = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.pt"))
+    assert names == ["classifier_population/ab94189200a55886.pt",
+                     "classifier_population/adfc894c00d918b9.pt",
+                     "rnn_population/7a04cf0f2be6d980.pt",
+                     "rnn_population/8b065ba4530102a1.pt"]
+
+
+def test_classifier_population_flags_and_retries(tmp_path):
+    kw = dict(leaks=(0.1,), n_seeds=1, hidden_sizes=(4,), n_steps=3, n_timesteps=8,
+              n_probes=10, data_home=tmp_path)
+    with pytest.warns(UserWarning, match=r"1 members did not reach min_score=0.8 after 0 "
+                                         r"retries: #0 \(leak 0.1/gru/seed 0: accuracy="):
+        once = make_classifier_population(**kw)
+    assert once.learned.dtype == bool and list(once.learned) == [False]
+    with pytest.warns(UserWarning, match="after 1 retries"):
+        retried = make_classifier_population(**kw, min_score=1.01, max_retries=1)
+    assert list(retried.learned) == [False]
+    # A retry draws another seed, and retries are part of the cache key.
+    sa, sb = once.models[0].state_dict(), retried.models[0].state_dict()
+    assert not all(torch.equal(sa[k], sb[k]) for k in sa)
+    records = [torch.load(p, weights_only=True)
+               for p in sorted((tmp_path / "classifier_population").glob("*.pt"))]
+    assert sorted(r["attempts"] for r in records) == [0, 1]
+    ok = make_classifier_population(**kw, min_score=0.0, max_retries=1)
+    assert ok.learned.all()

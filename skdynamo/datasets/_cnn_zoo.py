@@ -8,18 +8,17 @@ variant writes the same 10 logits, so all members share one output space.
 """
 
 import time
-import warnings
 from functools import partial
-from itertools import product
 
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from sklearn.utils import Bunch, check_random_state
+from sklearn.utils import check_random_state
 from torch import nn
 
-from ._cache import load_or_train
+from ._builder import (at_least, build_population, check_grid, check_names, grid, member_seed,
+                       train_loop, train_with_retries, with_cache_parameters)
 
 __all__ = ["CNN_VARIANTS", "ConvNetwork", "load_digits_images", "digits_variant_labels",
            "train_conv_network", "make_cnn_population"]
@@ -132,37 +131,31 @@ def train_conv_network(variant="digits", width=16, depth=2, *, n_steps=1500, bat
     X_train, X_test, d_train, d_test = load_digits_images()
     y_train = digits_variant_labels(d_train, variant)
     y_test = digits_variant_labels(d_test, variant)
-    rng = check_random_state(random_state)
-    seed = int(rng.randint(np.iinfo(np.int32).max))
     Xt, yt = torch.from_numpy(X_train), torch.from_numpy(y_train)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = ConvNetwork(width, depth)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_steps)
-        model.train()
-        for _ in range(n_steps):
-            idx = torch.from_numpy(rng.randint(len(Xt), size=batch_size))
-            loss = nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    return model.eval(), _accuracy(model, X_test, y_test)
+
+    def batch_loss(model, rng):
+        idx = torch.from_numpy(rng.randint(len(Xt), size=batch_size))
+        return nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
+
+    model, _ = train_loop(lambda: ConvNetwork(width, depth), batch_loss,
+                          check_random_state(random_state), n_steps=n_steps, lr=lr, clip=None)
+    return model, _accuracy(model, X_test, y_test)
 
 
 def _train_member(spec, n_steps, lr, min_accuracy, max_retries):
-    start = time.perf_counter()
-    for attempt in range(max_retries + 1):
+    def attempt(i):
         model, acc = train_conv_network(
             spec["variant"], spec["width"], spec["depth"], n_steps=n_steps, lr=lr,
-            random_state=spec["seed"] * 7919 + attempt * 104729 + 31)
-        if acc >= min_accuracy:
-            break
-    return {"state_dict": model.state_dict(), "accuracy": float(acc), "attempts": attempt,
-            "train_time": time.perf_counter() - start}
+            random_state=member_seed(spec["seed"], i, 31))
+        return model, {"state_dict": model.state_dict(), "accuracy": float(acc)}, \
+            acc >= min_accuracy
+
+    start = time.perf_counter()
+    record = train_with_retries(attempt, max_retries)[1]
+    return {**record, "train_time": time.perf_counter() - start}
 
 
+@with_cache_parameters
 def make_cnn_population(variants=("digits", "parity", "permuted"), widths=(8, 16),
                         depths=(2, 3), n_seeds=3, *, seed_offset=0, n_steps=1500, lr=1e-2,
                         n_probes=256, min_accuracy=0.85, max_retries=2, data_home=None,
@@ -201,14 +194,7 @@ def make_cnn_population(variants=("digits", "parity", "permuted"), widths=(8, 16
         Test accuracy a member must reach to count as learned.
     max_retries : int, default=2
         Retraining attempts for a member below ``min_accuracy``.
-    data_home : str or path-like, default=None
-        Cache folder (see :func:`skdynamo.datasets.get_data_home`).
-    download_if_missing : bool, default=True
-        Train members missing from the cache; if False, raise ``OSError`` instead.
-    n_jobs : int, default=None
-        Parallel training jobs (joblib, one torch thread each).
-    verbose : bool, default=False
-        Show a progress bar while training.
+    {cache_parameters}
 
     Returns
     -------
@@ -223,50 +209,27 @@ def make_cnn_population(variants=("digits", "parity", "permuted"), widths=(8, 16
         :func:`digits_variant_labels` for a variant's labels) and ``DESCR``.
     """
     variants, widths, depths = list(variants), list(widths), list(depths)
-    if not variants or not widths or not depths or n_seeds < 1:
-        raise ValueError("variants, widths and depths must be non-empty and n_seeds >= 1.")
-    unknown = [v for v in variants if v not in CNN_VARIANTS]
-    if unknown:
-        raise ValueError(f"Unknown variants {unknown}; variants are {sorted(CNN_VARIANTS)}.")
-    specs = [dict(variant=v, width=int(w), depth=int(d), seed=int(s) + seed_offset)
-             for v, w, d, s in product(variants, widths, depths, range(n_seeds))]
+    check_grid(n_seeds, variants=variants, widths=widths, depths=depths)
+    check_names(variants=(variants, CNN_VARIANTS))
+    specs = grid(n_seeds, seed_offset, variant=variants, width=[int(w) for w in widths],
+                 depth=[int(d) for d in depths])
     common = dict(n_steps=n_steps, lr=lr, min_accuracy=min_accuracy, max_retries=max_retries)
-    records = load_or_train(
-        "cnn_population", specs, {**common, "version": 1}, partial(_train_member, **common),
+    pop = build_population(
+        "cnn_population", specs, common, partial(_train_member, **common),
+        lambda s: ConvNetwork(s["width"], s["depth"]),
+        columns=("variant", "width", "depth", "seed", "accuracy", "learned", "train_time"),
+        **at_least("accuracy", min_accuracy=min_accuracy),
+        label=lambda s, r: (f"{s['variant']}/width {s['width']}/depth {s['depth']}/seed "
+                            f"{s['seed']}: accuracy={r['accuracy']:.3f}"),
+        max_retries=max_retries,
         data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
         verbose=verbose)
-    models = []
-    for spec, record in zip(specs, records):
-        model = ConvNetwork(spec["width"], spec["depth"])
-        model.load_state_dict(record["state_dict"])
-        models.append(model.eval())
-    accuracy = [r["accuracy"] for r in records]
-    train_time = [r["train_time"] for r in records]
-    accuracy = np.array(accuracy)
-    learned = accuracy >= min_accuracy
-    if not learned.all():
-        bad = [f"#{i} ({specs[i]['variant']}/width {specs[i]['width']}/depth "
-               f"{specs[i]['depth']}/seed {specs[i]['seed']}: accuracy={accuracy[i]:.3f})"
-               for i in np.flatnonzero(~learned)]
-        warnings.warn(f"{len(bad)} members did not reach min_accuracy={min_accuracy} after "
-                      f"{max_retries} retries: {', '.join(bad)}. They are kept and flagged "
-                      "in population.learned.", UserWarning, stacklevel=2)
     _, X_test, _, d_test = load_digits_images()
-    return Bunch(
-        models=models,
-        variant=np.array([s["variant"] for s in specs]),
-        width=np.array([s["width"] for s in specs]),
-        depth=np.array([s["depth"] for s in specs]),
-        seed=np.array([s["seed"] for s in specs]),
-        accuracy=accuracy,
-        learned=learned,
-        train_time=np.array(train_time),
-        probe_inputs=X_test[:n_probes].copy(),
-        test_images=X_test,
-        test_digits=d_test,
-        DESCR=(f"{len(models)} convolutional networks on sklearn's 8x8 digits: "
+    pop.update(
+        probe_inputs=X_test[:n_probes].copy(), test_images=X_test, test_digits=d_test,
+        DESCR=(f"{len(specs)} convolutional networks on sklearn's 8x8 digits: "
                f"variants={variants}, widths={widths}, depths={depths}, "
                f"seeds={seed_offset}..{seed_offset + n_seeds - 1}, {n_steps} Adam steps, "
                f"10 shared output logits; probes are the first {min(n_probes, len(X_test))} "
-               f"of {len(X_test)} held-out images."),
-    )
+               f"of {len(X_test)} held-out images."))
+    return pop

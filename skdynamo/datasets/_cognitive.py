@@ -10,16 +10,17 @@ with cross-entropy at every step; their logits are the outputs DYNAMO emulates.
 """
 
 from functools import partial
-from itertools import product
 
 import numpy as np
 import torch
-from sklearn.utils import Bunch, check_random_state
+from sklearn.utils import check_random_state
 from torch import nn
 
-from ._cache import load_or_train
+from ..nn import CELLS
+from ._builder import (at_least, build_population, check_grid, check_names, grid, held_out_seed,
+                       member_seed, train_loop, train_with_retries)
 from ._tasks import _check_sizes
-from ._zoo import _CELLS, RecurrentNetwork, recurrent_members
+from ._zoo import RecurrentNetwork, recurrent_member
 
 __all__ = ["COGNITIVE_TASKS", "POPULATION_TASKS", "make_cognitive_task",
            "make_cognitive_population", "response_period"]
@@ -181,31 +182,23 @@ def _train_agent(spec, common):
     mask = torch.from_numpy(response_period(spec["task"], T))
     # Response steps carry the decision: weight them as much as all fixation steps.
     weight = torch.where(mask, 1.0, 0.2)
-    for attempt in range(common["max_retries"] + 1):
-        seed = spec["seed"] * 7919 + attempt * 104729 + 31
-        rng = check_random_state(seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-            model = RecurrentNetwork(N_INPUTS, N_ACTIONS, spec["hidden_size"], spec["cell"])
-            opt = torch.optim.Adam(model.parameters(), lr=common["lr"])
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, common["n_steps"])
-            for _ in range(common["n_steps"]):
-                x, y = make_cognitive_task(spec["task"], common["batch_size"], T,
-                                           random_state=rng)
-                logits = model(torch.from_numpy(x))
-                ce = nn.functional.cross_entropy(logits.transpose(1, 2), torch.from_numpy(y),
-                                                 reduction="none")
-                loss = (ce * weight).sum(1).mean() / weight.sum()
-                opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-        model.eval()
-        score = _accuracy(model, spec["task"], T, seed % 9973 + 1)
-        if score >= common["min_score"]:
-            break
-    return {"state_dict": model.state_dict(), "score": score, "attempts": attempt}
+
+    def batch_loss(model, rng):
+        x, y = make_cognitive_task(spec["task"], common["batch_size"], T, random_state=rng)
+        ce = nn.functional.cross_entropy(model(torch.from_numpy(x)).transpose(1, 2),
+                                         torch.from_numpy(y), reduction="none")
+        return (ce * weight).sum(1).mean() / weight.sum()
+
+    def attempt(i):
+        seed = member_seed(spec["seed"], i, 31)
+        model, _ = train_loop(
+            lambda: RecurrentNetwork(N_INPUTS, N_ACTIONS, spec["hidden_size"], spec["cell"]),
+            batch_loss, check_random_state(seed), n_steps=common["n_steps"], lr=common["lr"])
+        score = _accuracy(model, spec["task"], T, held_out_seed(seed))
+        return model, {"state_dict": model.state_dict(), "score": score}, \
+            score >= common["min_score"]
+
+    return train_with_retries(attempt, common["max_retries"])[1]
 
 
 def make_cognitive_population(tasks=POPULATION_TASKS, cells=("rnn", "gru", "lstm"), n_seeds=2, *,
@@ -274,41 +267,29 @@ def make_cognitive_population(tasks=POPULATION_TASKS, cells=("rnn", "gru", "lstm
     torch.Size([256, 40, 3])
     """
     tasks, cells = list(tasks), list(cells)
-    if not tasks or not cells or n_seeds < 1:
-        raise ValueError("tasks and cells must be non-empty and n_seeds >= 1.")
-    unknown = [t for t in tasks if t not in COGNITIVE_TASKS]
-    bad_cells = [c for c in cells if c not in _CELLS]
-    if unknown or bad_cells:
-        raise ValueError(f"Unknown tasks {unknown} or cells {bad_cells}; tasks are "
-                         f"{list(COGNITIVE_TASKS)} and cells {sorted(_CELLS)}.")
+    check_grid(n_seeds, tasks=tasks, cells=cells)
+    check_names(tasks=(tasks, COGNITIVE_TASKS), cells=(cells, CELLS))
     if n_timesteps < MIN_TIMESTEPS:
         raise ValueError(f"n_timesteps must be at least {MIN_TIMESTEPS}, got {n_timesteps}.")
-    specs = [dict(task=t, cell=c, hidden_size=int(hidden_size), seed=int(s) + seed_offset)
-             for t, c, s in product(tasks, cells, range(n_seeds))]
+    specs = grid(n_seeds, seed_offset, task=tasks, cell=cells, hidden_size=[int(hidden_size)])
     common = dict(n_steps=n_steps, n_timesteps=n_timesteps, lr=lr, batch_size=batch_size,
                   min_score=min_score, max_retries=max_retries)
-    records = load_or_train(
-        "cognitive_population", specs, {**common, "version": 1},
-        partial(_train_agent, common=common),
-        data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
-        verbose=verbose, desc="Training cognitive agents")
-    models, scores, learned = recurrent_members(specs, records, N_INPUTS, N_ACTIONS,
-                                                min_score, max_retries, metric="accuracy")
+    pop = build_population(
+        "cognitive_population", specs, common, partial(_train_agent, common=common),
+        recurrent_member(N_INPUTS, N_ACTIONS),
+        columns=("task", "cell", "hidden_size", "seed", "score", "learned"),
+        **at_least("score", min_score=min_score),
+        label=lambda s, r: (f"{s['task']}/{s['cell']}/seed {s['seed']}: "
+                            f"accuracy={r['score']:.3f}"),
+        max_retries=max_retries, data_home=data_home, download_if_missing=download_if_missing,
+        n_jobs=n_jobs, verbose=verbose, desc="Training cognitive agents")
     rng = check_random_state(random_state)
     per_task = [make_cognitive_task(t, n_probes // len(tasks) + 1, n_timesteps,
                                     random_state=rng)[0] for t in tasks]
     probes = np.concatenate(per_task)[rng.permutation(sum(len(p) for p in per_task))[:n_probes]]
-    return Bunch(
-        models=models,
-        task=np.array([s["task"] for s in specs]),
-        cell=np.array([s["cell"] for s in specs]),
-        hidden_size=np.array([s["hidden_size"] for s in specs]),
-        seed=np.array([s["seed"] for s in specs]),
-        score=scores,
-        learned=learned,
-        probe_inputs=probes.astype(np.float32),
-        DESCR=(f"{len(models)} cognitive agents (logits over {N_ACTIONS} actions at every "
-               f"step): tasks={tasks}, cells={cells}, hidden_size={hidden_size}, "
-               f"seeds={seed_offset}..{seed_offset + n_seeds - 1}, {n_timesteps} steps; "
-               "score is held-out accuracy on the response period."),
-    )
+    pop.update(probe_inputs=probes.astype(np.float32), DESCR=(
+        f"{len(specs)} cognitive agents (logits over {N_ACTIONS} actions at every "
+        f"step): tasks={tasks}, cells={cells}, hidden_size={hidden_size}, "
+        f"seeds={seed_offset}..{seed_offset + n_seeds - 1}, {n_timesteps} steps; "
+        "score is held-out accuracy on the response period."))
+    return pop

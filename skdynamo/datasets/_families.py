@@ -14,9 +14,11 @@ import torch
 from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
-from ._cache import load_or_train
+from ..nn import CELLS
+from ._builder import (at_least, build_population, check_grid, check_names, grid, held_out_seed,
+                       member_seed, train_loop, train_with_retries)
 from ._tasks import PULSE_TASKS, make_pulses, make_task
-from ._zoo import RecurrentNetwork, make_rnn_population
+from ._zoo import RecurrentNetwork, make_rnn_population, recurrent_member
 
 __all__ = ["make_family_population", "make_sequence_classification",
            "make_classifier_population", "train_sequence_classifier"]
@@ -145,45 +147,44 @@ def train_sequence_classifier(cell="gru", hidden_size=16, *, leak=0.1, n_steps=8
     accuracy : float
         Held-out accuracy on 512 sequences.
     """
-    rng = check_random_state(random_state)
-    seed = int(rng.randint(np.iinfo(np.int32).max))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = RecurrentNetwork(n_channels, n_channels, hidden_size, cell)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_steps)
-        for _ in range(n_steps):
-            x, y = make_sequence_classification(batch_size, n_timesteps, n_channels, leak=leak,
-                                                random_state=rng)
-            logits = model(torch.from_numpy(x))[:, -1]
-            loss = nn.functional.cross_entropy(logits, torch.from_numpy(y))
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-    model.eval()
+    def batch_loss(model, rng):
+        x, y = make_sequence_classification(batch_size, n_timesteps, n_channels, leak=leak,
+                                            random_state=rng)
+        return nn.functional.cross_entropy(model(torch.from_numpy(x))[:, -1],
+                                           torch.from_numpy(y))
+
+    model, seed = train_loop(lambda: RecurrentNetwork(n_channels, n_channels, hidden_size, cell),
+                             batch_loss, check_random_state(random_state), n_steps=n_steps,
+                             lr=lr)
     x, y = make_sequence_classification(512, n_timesteps, n_channels, leak=leak,
-                                        random_state=seed % 9973 + 1)
+                                        random_state=held_out_seed(seed))
     with torch.no_grad():
         acc = float((model(torch.from_numpy(x))[:, -1].argmax(1).numpy() == y).mean())
     return model, acc
 
 
 def _train_classifier_member(spec, common):
-    model, acc = train_sequence_classifier(
-        spec["cell"], spec["hidden_size"], leak=spec["leak"], n_steps=common["n_steps"],
-        n_timesteps=common["n_timesteps"], n_channels=common["n_channels"],
-        random_state=spec["seed"] * 7919 + 23)
-    return {"state_dict": model.state_dict(), "score": float(acc)}
+    def attempt(i):
+        model, acc = train_sequence_classifier(
+            spec["cell"], spec["hidden_size"], leak=spec["leak"], n_steps=common["n_steps"],
+            n_timesteps=common["n_timesteps"], n_channels=common["n_channels"],
+            random_state=member_seed(spec["seed"], i, 23))
+        return model, {"state_dict": model.state_dict(), "score": float(acc)}, \
+            acc >= common["min_score"]
+
+    return train_with_retries(attempt, common["max_retries"])[1]
 
 
 def make_classifier_population(leaks=(0.0, 0.1, 0.3), *, cells=("gru",), hidden_sizes=(16,),
                                n_seeds=2, seed_offset=0, n_steps=800, n_timesteps=50,
-                               n_channels=3, n_probes=256, data_home=None,
-                               download_if_missing=True, n_jobs=None, verbose=False,
-                               random_state=0):
+                               n_channels=3, n_probes=256, min_score=0.8, max_retries=0,
+                               data_home=None, download_if_missing=True, n_jobs=None,
+                               verbose=False, random_state=0):
     """Train (or load) sequence classifiers over leak rates (cached, weights only).
+
+    A member whose held-out accuracy stays below ``min_score`` is retrained from a new
+    seed up to ``max_retries`` times; if it still fails it is kept but reported by a
+    warning and by ``learned=False``, never silently.
 
     Parameters
     ----------
@@ -194,6 +195,12 @@ data_home, download_if_missing, n_jobs, verbose
         As in :func:`make_rnn_population`.
     n_probes : int, default=256
         Probe sequences returned (the task's inputs).
+    min_score : float, default=0.8
+        Held-out accuracy a member must reach to count as learned (chance is
+        ``1 / n_channels``).
+    max_retries : int, default=0
+        Retraining attempts for a member below ``min_score``. The default trains each
+        member once, as earlier versions did, so their cached members stay valid.
     random_state : int, default=0
         Seed of the probe inputs.
 
@@ -202,32 +209,30 @@ data_home, download_if_missing, n_jobs, verbose
     population : :class:`~sklearn.utils.Bunch`
         ``models`` (their last output step holds the logits), ``value`` (leak of each
         model), ``cell``, ``hidden_size``, ``seed``, ``score`` (held-out accuracy),
-        ``probe_inputs`` and ``DESCR``.
+        ``learned`` (bool array), ``probe_inputs`` and ``DESCR``.
     """
     leaks = [float(v) for v in np.asarray(leaks, dtype=float).ravel()]
-    if not leaks or n_seeds < 1:
-        raise ValueError("leaks must be non-empty and n_seeds >= 1.")
-    specs = [dict(leak=v, cell=c, hidden_size=int(h), seed=int(s) + seed_offset)
-             for v in leaks for c in cells for h in hidden_sizes for s in range(n_seeds)]
-    common = dict(n_steps=n_steps, n_timesteps=n_timesteps, n_channels=n_channels, version=1)
-    records = load_or_train(
-        "classifier_population", specs, common, partial(_train_classifier_member, common=common),
-        data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
-        verbose=verbose, desc="Training classifiers")
-    models = []
-    for spec, record in zip(specs, records):
-        model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
-        model.load_state_dict(record["state_dict"])
-        models.append(model.eval())
-    scores = [r["score"] for r in records]
+    check_grid(n_seeds, leaks=leaks)
+    check_names(cells=(cells, CELLS))
+    specs = grid(n_seeds, seed_offset, leak=leaks, cell=cells,
+                 hidden_size=[int(h) for h in hidden_sizes])
+    settings = dict(n_steps=n_steps, n_timesteps=n_timesteps, n_channels=n_channels)
+    retries = dict(min_score=min_score, max_retries=max_retries)
+    # Without retries min_score does not change what is trained: the key stays as it was.
+    pop = build_population(
+        "classifier_population", specs, {**settings, **(retries if max_retries else {})},
+        partial(_train_classifier_member, common={**settings, **retries}),
+        recurrent_member(n_channels, n_channels),
+        columns=("value", "cell", "hidden_size", "seed", "score", "learned"),
+        derived=dict(value=lambda s, r: s["leak"]),
+        **at_least("score", min_score=min_score),
+        label=lambda s, r: (f"leak {s['leak']}/{s['cell']}/seed {s['seed']}: "
+                            f"accuracy={r['score']:.3f}"),
+        max_retries=max_retries, data_home=data_home, download_if_missing=download_if_missing,
+        n_jobs=n_jobs, verbose=verbose, desc="Training classifiers")
     rng = check_random_state(random_state)
     probes = make_task("flipflop", n_probes, n_timesteps, n_channels, random_state=rng)[0]
-    return Bunch(
-        models=models, value=np.array([s["leak"] for s in specs]),
-        cell=np.array([s["cell"] for s in specs]),
-        hidden_size=np.array([s["hidden_size"] for s in specs]),
-        seed=np.array([s["seed"] for s in specs]), score=np.array(scores),
-        probe_inputs=probes.astype(np.float32),
-        DESCR=(f"{len(models)} sequence classifiers (last-step logits) on "
-               f"make_sequence_classification with leak in {leaks}."),
-    )
+    pop.update(probe_inputs=probes.astype(np.float32), DESCR=(
+        f"{len(specs)} sequence classifiers (last-step logits) on "
+        f"make_sequence_classification with leak in {leaks}."))
+    return pop

@@ -14,18 +14,17 @@ true stable fixed point at zero input:
   from another seed (up to ``max_retries`` times) and flagged if it still fails.
 """
 
-import warnings
 from functools import partial
-from itertools import product
 
 import numpy as np
 import torch
-from sklearn.utils import Bunch, check_random_state
+from sklearn.utils import check_random_state
 from torch import nn
 
-from ._cache import load_or_train
-from ._tasks import make_pulses
-from ._zoo import RecurrentNetwork, _r2
+from ._builder import (build_population, check_grid, grid, held_out_seed, member_seed, train_loop,
+                       train_with_retries, with_cache_parameters)
+from ._tasks import _flipflop_targets, make_pulses
+from ._zoo import RecurrentNetwork, _r2, recurrent_member
 
 __all__ = ["make_flipflop_population", "make_flipflop_trials"]
 
@@ -51,13 +50,7 @@ def make_flipflop_trials(n_samples=256, n_timesteps=100, n_channels=3, *, n_bits
     first = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=(n_samples, n_channels))
     inputs[:, 0] += first - pulses[:, 0]
     pulses[:, 0] = first
-    targets = np.zeros_like(pulses)
-    state = np.zeros((n_samples, n_channels), dtype=np.float32)
-    for t in range(n_timesteps):
-        state = np.where(pulses[:, t] != 0, pulses[:, t], state)
-        targets[:, t] = state
-    targets[:, :, n_bits:] = 0.0
-    return inputs.astype(np.float32), targets
+    return inputs.astype(np.float32), _flipflop_targets(pulses, n_bits)
 
 
 def _count_attractors(model, n_bits, n_channels, seed):
@@ -70,47 +63,34 @@ def _count_attractors(model, n_bits, n_channels, seed):
     return sim.n_attractors, sim.n_unsettled
 
 
-def _train_flipflop(n_bits, cell, hidden_size, n_steps, n_timesteps, n_channels, pulse_prob,
-                    noise, lr, batch_size, seed):
-    rng = check_random_state(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        model = RecurrentNetwork(n_channels, n_channels, hidden_size, cell)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_steps)
-        for _ in range(n_steps):
-            x, y = make_flipflop_trials(batch_size, n_timesteps, n_channels, n_bits=n_bits,
-                                        pulse_prob=pulse_prob, noise=noise, random_state=rng)
-            loss = nn.functional.mse_loss(model(torch.from_numpy(x)), torch.from_numpy(y))
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-    model.eval()
-    x, y = make_flipflop_trials(512, n_timesteps, n_channels, n_bits=n_bits,
-                                pulse_prob=pulse_prob, noise=noise, random_state=seed % 9973 + 1)
-    with torch.no_grad():
-        score = _r2(model(torch.from_numpy(x)).numpy()[..., :max(n_bits, 1)],
-                    y[..., :max(n_bits, 1)])
-    return model, score
-
-
 def _train_member(spec, common):
-    for attempt in range(common["max_retries"] + 1):
-        seed = spec["seed"] * 7919 + attempt * 104729 + spec["n_bits"] * 31 + 5
-        model, score = _train_flipflop(
-            spec["n_bits"], spec["cell"], spec["hidden_size"], common["n_steps"],
-            common["n_timesteps"], common["n_channels"], common["pulse_prob"],
-            common["noise"], common["lr"], common["batch_size"], seed)
-        n_attr, n_unsettled = _count_attractors(model, spec["n_bits"], common["n_channels"],
-                                                seed)
-        if score >= common["min_score"] and n_attr == 2 ** spec["n_bits"]:
-            break
-    return {"state_dict": model.state_dict(), "score": float(score), "attempts": attempt,
-            "n_attractors": int(n_attr), "n_unsettled": int(n_unsettled)}
+    n_bits, n_channels = spec["n_bits"], common["n_channels"]
+    trials = partial(make_flipflop_trials, n_timesteps=common["n_timesteps"],
+                     n_channels=n_channels, n_bits=n_bits, pulse_prob=common["pulse_prob"],
+                     noise=common["noise"])
+
+    def batch_loss(model, rng):
+        x, y = trials(common["batch_size"], random_state=rng)
+        return nn.functional.mse_loss(model(torch.from_numpy(x)), torch.from_numpy(y))
+
+    def attempt(i):
+        seed = member_seed(spec["seed"], i, n_bits * 31 + 5)
+        model, _ = train_loop(
+            lambda: RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"]),
+            batch_loss, check_random_state(seed), n_steps=common["n_steps"], lr=common["lr"])
+        x, y = trials(512, random_state=held_out_seed(seed))
+        with torch.no_grad():
+            tracked = slice(0, max(n_bits, 1))
+            score = _r2(model(torch.from_numpy(x)).numpy()[..., tracked], y[..., tracked])
+        n_attr, n_unsettled = _count_attractors(model, n_bits, n_channels, seed)
+        record = {"state_dict": model.state_dict(), "score": float(score),
+                  "n_attractors": int(n_attr), "n_unsettled": int(n_unsettled)}
+        return model, record, score >= common["min_score"] and n_attr == 2 ** n_bits
+
+    return train_with_retries(attempt, common["max_retries"])[1]
 
 
+@with_cache_parameters
 def make_flipflop_population(bits=(1, 2, 3), cells=("rnn", "lstm"), n_seeds=3, *,
                              hidden_size=32, seed_offset=0, n_steps=1500, n_timesteps=100,
                              n_channels=3, pulse_prob=0.03, noise=0.05, lr=1e-2, batch_size=64,
@@ -159,14 +139,7 @@ def make_flipflop_population(bits=(1, 2, 3), cells=("rnn", "lstm"), n_seeds=3, *
         Held-out R^2 (on the tracked outputs) a member must reach.
     max_retries : int, default=2
         Retraining attempts for a member that misses ``min_score`` or the attractor count.
-    data_home : str or path-like, default=None
-        Cache folder (see :func:`skdynamo.datasets.get_data_home`).
-    download_if_missing : bool, default=True
-        Train missing members; if False, raise ``OSError`` instead.
-    n_jobs : int, default=None
-        Parallel training jobs (joblib, one torch thread each).
-    verbose : bool, default=False
-        Progress bar while training.
+    {cache_parameters}
     random_state : int, default=0
         Seed of the probe inputs.
 
@@ -180,48 +153,33 @@ def make_flipflop_population(bits=(1, 2, 3), cells=("rnn", "lstm"), n_seeds=3, *
         ``DESCR``.
     """
     bits, cells = [int(b) for b in bits], list(cells)
-    if not bits or not cells or n_seeds < 1:
-        raise ValueError("bits and cells must be non-empty and n_seeds >= 1.")
+    check_grid(n_seeds, bits=bits, cells=cells)
     for b in bits:
         if not 1 <= b <= n_channels:
             raise ValueError(f"Every entry of bits must be in [1, n_channels={n_channels}], "
                              f"got {b}.")
-    specs = [dict(n_bits=b, cell=c, hidden_size=int(hidden_size), seed=int(s) + seed_offset)
-             for b, c, s in product(bits, cells, range(n_seeds))]
+    specs = grid(n_seeds, seed_offset, n_bits=bits, cell=cells, hidden_size=[int(hidden_size)])
     common = dict(n_steps=n_steps, n_timesteps=n_timesteps, n_channels=n_channels,
                   pulse_prob=pulse_prob, noise=noise, lr=lr, batch_size=batch_size,
                   min_score=min_score, max_retries=max_retries)
-    records = load_or_train(
-        "flipflop_population", specs, {**common, "version": 1},
-        partial(_train_member, common=common),
-        data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
-        verbose=verbose, desc="Training flip-flops")
-    models = []
-    for spec, record in zip(specs, records):
-        model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
-        model.load_state_dict(record["state_dict"])
-        models.append(model.eval())
-    scores = [r["score"] for r in records]
-    n_attr = [r["n_attractors"] for r in records]
-    n_bits = np.array([s["n_bits"] for s in specs])
-    n_attr = np.array(n_attr)
-    ok = n_attr == 2 ** n_bits
-    if not ok.all():
-        bad = [f"#{i} ({specs[i]['n_bits']}-bit {specs[i]['cell']} seed {specs[i]['seed']}: "
-               f"{n_attr[i]} attractors)" for i in np.flatnonzero(~ok)]
-        warnings.warn(f"{len(bad)} members did not form 2**n_bits attractors after "
-                      f"{max_retries} retries: {', '.join(bad)}. They are kept and flagged in "
-                      "population.attractors_ok.", UserWarning, stacklevel=2)
+    pop = build_population(
+        "flipflop_population", specs, common, partial(_train_member, common=common),
+        recurrent_member(n_channels, n_channels),
+        columns=("n_bits", "cell", "hidden_size", "seed", "score", "n_attractors",
+                 "attractors_ok"),
+        flag="attractors_ok", learned=lambda s, r: r["n_attractors"] == 2 ** s["n_bits"],
+        label=lambda s, r: (f"{s['n_bits']}-bit {s['cell']} seed {s['seed']}: "
+                            f"{r['n_attractors']} attractors"),
+        failure="form 2**n_bits attractors", max_retries=max_retries, data_home=data_home,
+        download_if_missing=download_if_missing, n_jobs=n_jobs, verbose=verbose,
+        desc="Training flip-flops")
     probes, _ = make_flipflop_trials(n_probes, n_timesteps, n_channels, n_bits=n_channels,
                                      pulse_prob=pulse_prob, noise=noise,
                                      random_state=check_random_state(random_state))
-    return Bunch(
-        models=models, n_bits=n_bits, cell=np.array([s["cell"] for s in specs]),
-        hidden_size=np.array([s["hidden_size"] for s in specs]),
-        seed=np.array([s["seed"] for s in specs]), score=np.array(scores),
-        n_attractors=n_attr, attractors_ok=ok, probe_inputs=probes,
-        DESCR=(f"{len(models)} flip-flop networks: bits={bits}, cells={cells}, hidden_size="
-               f"{hidden_size}, seeds={seed_offset}..{seed_offset + n_seeds - 1}, trained on "
-               f"{n_timesteps}-step trials with pulse_prob={pulse_prob}; {int(ok.sum())} of "
-               f"{len(models)} settle into 2**n_bits attractors at zero input."),
-    )
+    pop.update(probe_inputs=probes, DESCR=(
+        f"{len(specs)} flip-flop networks: bits={bits}, cells={cells}, hidden_size="
+        f"{hidden_size}, seeds={seed_offset}..{seed_offset + n_seeds - 1}, trained on "
+        f"{n_timesteps}-step trials with pulse_prob={pulse_prob}; "
+        f"{int(pop.attractors_ok.sum())} of {len(specs)} settle into 2**n_bits attractors "
+        "at zero input."))
+    return pop

@@ -8,18 +8,18 @@ the two groups apart, since they output the same thing; what differs is what the
 states carry.
 """
 
-import warnings
 from functools import partial
-from itertools import product
 
 import numpy as np
 import torch
-from sklearn.utils import Bunch, check_random_state
+from sklearn.utils import check_random_state
 from torch import nn
 
-from ._cache import load_or_train
+from ..nn import CELLS
+from ._builder import (build_population, check_grid, check_names, grid, held_out_seed, member_seed,
+                       train_loop, train_with_retries, with_cache_parameters)
 from ._tasks import PULSE_TASKS, make_flipflop, make_task
-from ._zoo import _CELLS, RecurrentNetwork, _r2
+from ._zoo import RecurrentNetwork, _r2, recurrent_member
 
 __all__ = ["make_hidden_head_population"]
 
@@ -52,55 +52,54 @@ def _train_joint(spec, common):
     """Train one member (flip-flop readout, plus the hidden head if asked); drop the head."""
     hidden_task, task_params = common["hidden_task"], common["task_params"]
     n_timesteps, n_channels = common["n_timesteps"], common["n_channels"]
-    with_head = spec["group"] == "hidden_head"
-    for attempt in range(common["max_retries"] + 1):
+    batch_size, with_head = common["batch_size"], spec["group"] == "hidden_head"
+
+    def build():
+        model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
+        head = nn.Linear(spec["hidden_size"], n_channels)
+        return (model, head) if with_head else (model,)
+
+    def batch_loss(network, rng):
+        batch_seed = int(rng.randint(np.iinfo(np.int32).max))
+        x, y = make_flipflop(batch_size, n_timesteps, n_channels, random_state=batch_seed)
+        h = network[0].rnn(torch.from_numpy(x))[0]
+        loss = nn.functional.mse_loss(network[0].readout(h), torch.from_numpy(y))
+        if with_head:
+            # Same inputs (same seed), the hidden task's targets.
+            _, z = make_task(hidden_task, batch_size, n_timesteps, n_channels,
+                             random_state=batch_seed, **task_params)
+            loss = loss + common["head_weight"] * nn.functional.mse_loss(
+                network[1](h), torch.from_numpy(z))
+        return loss
+
+    def attempt(i):
         # The seed does not depend on the group: a plain member and its hidden-head partner
         # start from the same weights and see the same batches; only the extra head differs.
-        seed = spec["seed"] * 7919 + attempt * 104729 + 23
-        rng = check_random_state(seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-            model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
-            head = nn.Linear(spec["hidden_size"], n_channels)
-            params = list(model.parameters()) + (list(head.parameters()) if with_head else [])
-            opt = torch.optim.Adam(params, lr=common["lr"])
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, common["n_steps"])
-            for _ in range(common["n_steps"]):
-                batch_seed = int(rng.randint(np.iinfo(np.int32).max))
-                x, y = make_flipflop(common["batch_size"], n_timesteps, n_channels,
-                                     random_state=batch_seed)
-                h = model.rnn(torch.from_numpy(x))[0]
-                loss = nn.functional.mse_loss(model.readout(h), torch.from_numpy(y))
-                if with_head:
-                    # Same inputs (same seed), the hidden task's targets.
-                    _, z = make_task(hidden_task, common["batch_size"], n_timesteps, n_channels,
-                                     random_state=batch_seed, **task_params)
-                    loss = loss + common["head_weight"] * nn.functional.mse_loss(
-                        head(h), torch.from_numpy(z))
-                opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                sched.step()
-        model.eval()
-        test_seed = seed % 9973 + 1
+        seed = member_seed(spec["seed"], i, 23)
+        (model, *head), _ = train_loop(build, batch_loss, check_random_state(seed),
+                                       n_steps=common["n_steps"], lr=common["lr"])
+        test_seed = held_out_seed(seed)
         x, y = make_flipflop(512, n_timesteps, n_channels, random_state=test_seed)
         _, z = make_task(hidden_task, 512, n_timesteps, n_channels, random_state=test_seed,
                          **task_params)
         with torch.no_grad():
             h = model.rnn(torch.from_numpy(x))[0]
             score = _r2(model.readout(h).numpy(), y)
-            head_score = _r2(head(h).numpy(), z) if with_head else float("nan")
-        if score >= common["min_score"] and (not with_head or head_score >= common["min_score"]):
-            break
+            head_score = _r2(head[0](h).numpy(), z) if with_head else float("nan")
+        ok = score >= common["min_score"] and (not with_head or head_score >= common["min_score"])
+        # Only the flip-flop network is kept: the hidden head is removed here.
+        record = {"state_dict": model.state_dict(), "score": float(score),
+                  "head_score": float(head_score)}
+        return model, record, ok
+
+    model, record = train_with_retries(attempt, common["max_retries"])
+    test_seed = held_out_seed(member_seed(spec["seed"], record["attempts"], 23))
     decoding = _linear_decoding_r2(model, hidden_task, task_params, n_timesteps, n_channels,
                                    test_seed + 1)
-    # Only the flip-flop network is kept: the hidden head is removed here.
-    return {"state_dict": model.state_dict(), "score": float(score),
-            "head_score": float(head_score), "decoding_score": float(decoding),
-            "attempts": attempt}
+    return {**record, "decoding_score": float(decoding)}
 
 
+@with_cache_parameters
 def make_hidden_head_population(cells=("rnn", "gru", "lstm"), n_seeds=3, *,
                                 hidden_task="integration", task_params=None, head_weight=1.0,
                                 hidden_size=32, seed_offset=0, n_steps=1500, n_timesteps=50,
@@ -156,14 +155,7 @@ def make_hidden_head_population(cells=("rnn", "gru", "lstm"), n_seeds=3, *,
         Held-out R^2 a member (and its head, before removal) must reach to count as learned.
     max_retries : int, default=2
         Retraining attempts for a member below ``min_score``.
-    data_home : str or path-like, default=None
-        Cache folder (see :func:`skdynamo.datasets.get_data_home`).
-    download_if_missing : bool, default=True
-        Train members missing from the cache; if False, raise ``OSError`` instead.
-    n_jobs : int, default=None
-        Parallel training jobs (joblib, one torch thread each).
-    verbose : bool, default=False
-        Show a progress bar while training.
+    {cache_parameters}
     random_state : int, default=0
         Seed of the probe inputs.
 
@@ -180,62 +172,38 @@ def make_hidden_head_population(cells=("rnn", "gru", "lstm"), n_seeds=3, *,
         ``(n_probes, n_timesteps, n_channels)``) and ``DESCR``.
     """
     cells = list(cells)
-    if not cells or n_seeds < 1:
-        raise ValueError("cells must be non-empty and n_seeds >= 1.")
-    bad_cells = [c for c in cells if c not in _CELLS]
-    if bad_cells:
-        raise ValueError(f"Unknown cells {bad_cells}; cells are {sorted(_CELLS)}.")
+    check_grid(n_seeds, cells=cells)
+    check_names(cells=(cells, CELLS))
     if hidden_task not in PULSE_TASKS or hidden_task == "flipflop":
         raise ValueError(f"hidden_task must be a pulse task other than 'flipflop' (one of "
                          f"{sorted(set(PULSE_TASKS) - {'flipflop'})}), got {hidden_task!r}.")
     if not head_weight > 0:
         raise ValueError(f"head_weight must be positive, got {head_weight!r}.")
     task_params = dict(task_params or {})
-    specs = [dict(group=g, cell=c, hidden_size=int(hidden_size), seed=int(s) + seed_offset)
-             for g, c, s in product(GROUPS, cells, range(n_seeds))]
+    specs = grid(n_seeds, seed_offset, group=GROUPS, cell=cells, hidden_size=[int(hidden_size)])
     common = dict(hidden_task=hidden_task, task_params=task_params,
                   head_weight=float(head_weight), n_steps=n_steps, n_timesteps=n_timesteps,
                   n_channels=n_channels, lr=lr, batch_size=batch_size, min_score=min_score,
                   max_retries=max_retries)
-    records = load_or_train(
-        "hidden_head_population", specs, {**common, "version": 1},
-        partial(_train_joint, common=common),
-        data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
-        verbose=verbose, desc="Training flip-flops (with and without hidden heads)")
-    models = []
-    for spec, record in zip(specs, records):
-        model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
-        model.load_state_dict(record["state_dict"])
-        models.append(model.eval())
-    group = np.array([s["group"] for s in specs])
-    hidden_head = group == "hidden_head"
-    scores = np.array([r["score"] for r in records])
-    head_scores = np.array([r["head_score"] for r in records])
-    learned = (scores >= min_score) & (~hidden_head | (head_scores >= min_score))
-    if not learned.all():
-        bad = [f"#{i} ({specs[i]['group']}/{specs[i]['cell']}/seed {specs[i]['seed']}: "
-               f"R2={scores[i]:.3f}, head R2={head_scores[i]:.3f})"
-               for i in np.flatnonzero(~learned)]
-        warnings.warn(f"{len(bad)} members did not reach min_score={min_score} after "
-                      f"{max_retries} retries: {', '.join(bad)}. They are kept and flagged "
-                      "in population.learned.", UserWarning, stacklevel=2)
+    pop = build_population(
+        "hidden_head_population", specs, common, partial(_train_joint, common=common),
+        recurrent_member(n_channels, n_channels),
+        columns=("group", "hidden_head", "cell", "hidden_size", "seed", "score", "head_score",
+                 "decoding_score", "learned"),
+        derived=dict(hidden_head=lambda s, r: s["group"] == "hidden_head"),
+        learned=lambda s, r: r["score"] >= min_score and (
+            s["group"] != "hidden_head" or r["head_score"] >= min_score),
+        label=lambda s, r: (f"{s['group']}/{s['cell']}/seed {s['seed']}: "
+                            f"R2={r['score']:.3f}, head R2={r['head_score']:.3f}"),
+        failure=f"reach min_score={min_score}", max_retries=max_retries, data_home=data_home,
+        download_if_missing=download_if_missing, n_jobs=n_jobs, verbose=verbose,
+        desc="Training flip-flops (with and without hidden heads)")
     probes, _ = make_flipflop(n_probes, n_timesteps, n_channels,
                               random_state=check_random_state(random_state))
-    return Bunch(
-        models=models,
-        group=group,
-        hidden_head=hidden_head,
-        cell=np.array([s["cell"] for s in specs]),
-        hidden_size=np.array([s["hidden_size"] for s in specs]),
-        seed=np.array([s["seed"] for s in specs]),
-        score=scores,
-        head_score=head_scores,
-        decoding_score=np.array([r["decoding_score"] for r in records]),
-        learned=learned,
-        probe_inputs=probes.astype(np.float32),
-        DESCR=(f"{len(models)} {n_channels}-bit flip-flop networks: cells={cells}, "
-               f"hidden_size={hidden_size}, seeds={seed_offset}..{seed_offset + n_seeds - 1}; "
-               f"half trained jointly with a {hidden_task!r} head (weight {head_weight}) that "
-               f"was then removed. Every member outputs only the flip-flop; group / "
-               f"hidden_head tell which computed {hidden_task!r} internally."),
-    )
+    pop.update(probe_inputs=probes.astype(np.float32), DESCR=(
+        f"{len(specs)} {n_channels}-bit flip-flop networks: cells={cells}, "
+        f"hidden_size={hidden_size}, seeds={seed_offset}..{seed_offset + n_seeds - 1}; "
+        f"half trained jointly with a {hidden_task!r} head (weight {head_weight}) that "
+        f"was then removed. Every member outputs only the flip-flop; group / "
+        f"hidden_head tell which computed {hidden_task!r} internally."))
+    return pop

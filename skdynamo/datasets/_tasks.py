@@ -65,6 +65,18 @@ def make_pulses(n_samples=256, n_timesteps=50, n_channels=3, *, pulse_prob=0.08,
     return inputs.astype(np.float32), pulses
 
 
+def _flipflop_targets(pulses, n_bits):
+    """Each of the first ``n_bits`` outputs holds the sign of the last pulse on its channel
+    (0 before the first one); the other outputs are 0."""
+    targets = np.zeros_like(pulses)
+    state = np.zeros(pulses[:, 0].shape, dtype=np.float32)
+    for t in range(pulses.shape[1]):
+        state = np.where(pulses[:, t] != 0, pulses[:, t], state)
+        targets[:, t] = state
+    targets[:, :, n_bits:] = 0.0
+    return targets
+
+
 def make_flipflop(n_samples=256, n_timesteps=50, n_channels=3, *, n_bits=None, pulse_prob=0.08,
                   noise=0.05, random_state=None):
     """n-bit flip-flop: each tracked output holds the sign of the last pulse on its channel.
@@ -82,13 +94,7 @@ def make_flipflop(n_samples=256, n_timesteps=50, n_channels=3, *, n_bits=None, p
         raise ValueError(f"n_bits must be in [0, n_channels={n_channels}], got {n_bits!r}.")
     inputs, pulses = make_pulses(n_samples, n_timesteps, n_channels, pulse_prob=pulse_prob,
                                  noise=noise, random_state=random_state)
-    targets = np.zeros_like(pulses)
-    state = np.zeros((n_samples, n_channels), dtype=np.float32)
-    for t in range(n_timesteps):
-        state = np.where(pulses[:, t] != 0, pulses[:, t], state)
-        targets[:, t] = state
-    targets[:, :, n_bits:] = 0.0
-    return inputs, targets
+    return inputs, _flipflop_targets(pulses, n_bits)
 
 
 def make_leaky_integration(n_samples=256, n_timesteps=50, n_channels=3, *, leak=0.1, scale=0.5,

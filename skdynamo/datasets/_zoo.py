@@ -1,21 +1,20 @@
 """Seeded, cached populations of small recurrent networks trained on the CPU."""
 
-import warnings
 from functools import partial
-from itertools import product
 
 import numpy as np
 import torch
-from sklearn.utils import Bunch, check_random_state
+from sklearn.utils import check_random_state
 from torch import nn
 
-from ._cache import get_data_home, load_or_train
+from ..nn import CELLS
+from ._builder import (at_least, build_population, check_grid, check_names, grid, held_out_seed,
+                       member_seed, train_loop, train_with_retries, with_cache_parameters)
+from ._cache import get_data_home
 from ._tasks import PULSE_TASKS, make_task
 
 __all__ = ["RecurrentNetwork", "get_data_home", "train_recurrent_network", "make_rnn_population",
            "permute_hidden_units"]
-
-_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class RecurrentNetwork(nn.Module):
@@ -33,10 +32,10 @@ class RecurrentNetwork(nn.Module):
 
     def __init__(self, n_inputs, n_outputs, hidden_size=32, cell="gru"):
         super().__init__()
-        if cell not in _CELLS:
-            raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}.")
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}.")
         self.cell = cell
-        self.rnn = _CELLS[cell](n_inputs, hidden_size, batch_first=True)
+        self.rnn = CELLS[cell](n_inputs, hidden_size, batch_first=True)
         self.readout = nn.Linear(hidden_size, n_outputs)
 
     def forward(self, x):
@@ -64,71 +63,39 @@ def train_recurrent_network(task, cell="gru", hidden_size=32, *, n_steps=1000, b
         R^2 of its outputs on 512 held-out sequences.
     """
     task_params = dict(task_params or {})
-    rng = check_random_state(random_state)
-    seed = int(rng.randint(np.iinfo(np.int32).max))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = RecurrentNetwork(n_channels, n_channels, hidden_size, cell)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, n_steps)
-        for _ in range(n_steps):
-            x, y = make_task(task, batch_size, n_timesteps, n_channels, random_state=rng,
-                             **task_params)
-            loss = nn.functional.mse_loss(model(torch.from_numpy(x)), torch.from_numpy(y))
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-    model.eval()
-    x, y = make_task(task, 512, n_timesteps, n_channels, random_state=seed % 9973 + 1,
+
+    def batch_loss(model, rng):
+        x, y = make_task(task, batch_size, n_timesteps, n_channels, random_state=rng,
+                         **task_params)
+        return nn.functional.mse_loss(model(torch.from_numpy(x)), torch.from_numpy(y))
+
+    model, seed = train_loop(lambda: RecurrentNetwork(n_channels, n_channels, hidden_size, cell),
+                             batch_loss, check_random_state(random_state), n_steps=n_steps,
+                             lr=lr)
+    x, y = make_task(task, 512, n_timesteps, n_channels, random_state=held_out_seed(seed),
                      **task_params)
     with torch.no_grad():
         score = _r2(model(torch.from_numpy(x)).numpy(), y)
     return model, score
 
 
+def recurrent_member(n_inputs, n_outputs):
+    """``member(spec)`` of :func:`build_population` for :class:`RecurrentNetwork` specs."""
+    return lambda spec: RecurrentNetwork(n_inputs, n_outputs, spec["hidden_size"], spec["cell"])
+
+
 def _train_member(spec, n_steps, n_timesteps, n_channels, min_score, max_retries):
-    for attempt in range(max_retries + 1):
+    def attempt(i):
         model, score = train_recurrent_network(
             spec["task"], spec["cell"], spec["hidden_size"], n_steps=n_steps,
             n_timesteps=n_timesteps, n_channels=n_channels, task_params=spec["task_params"],
-            random_state=spec["seed"] * 7919 + attempt * 104729 + 17)
-        if score >= min_score:
-            break
-    return {"state_dict": model.state_dict(), "score": float(score), "attempts": attempt}
+            random_state=member_seed(spec["seed"], i, 17))
+        return model, {"state_dict": model.state_dict(), "score": float(score)}, \
+            score >= min_score
+    return train_with_retries(attempt, max_retries)[1]
 
 
-
-def recurrent_members(specs, records, n_inputs, n_outputs, min_score, max_retries, *,
-                      metric):
-    """Rebuild cached :class:`RecurrentNetwork` members and flag those that did not learn.
-
-    ``specs`` hold ``task``, ``cell``, ``hidden_size`` and ``seed``; ``records`` the cached
-    ``state_dict`` and ``score``. Members below ``min_score`` are kept, reported by one
-    warning naming them, and flagged in the returned ``learned`` array.
-
-    Returns
-    -------
-    models : list of RecurrentNetwork (eval mode)
-    scores : ndarray of shape (n_members,)
-    learned : ndarray of bool
-    """
-    models = []
-    for spec, record in zip(specs, records):
-        model = RecurrentNetwork(n_inputs, n_outputs, spec["hidden_size"], spec["cell"])
-        model.load_state_dict(record["state_dict"])
-        models.append(model.eval())
-    scores = np.array([r["score"] for r in records])
-    learned = scores >= min_score
-    if not learned.all():
-        bad = [f"#{i} ({specs[i]['task']}/{specs[i]['cell']}/seed {specs[i]['seed']}: "
-               f"{metric}={scores[i]:.3f})" for i in np.flatnonzero(~learned)]
-        warnings.warn(f"{len(bad)} members did not reach min_score={min_score} after "
-                      f"{max_retries} retries: {', '.join(bad)}. They are kept and flagged "
-                      "in population.learned.", UserWarning, stacklevel=3)
-    return models, scores, learned
-
+@with_cache_parameters
 def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn", "gru", "lstm"),
                         hidden_sizes=(32,), n_seeds=3, *, seed_offset=0, task_params=None,
                         n_steps=1000, n_timesteps=50, n_channels=3, n_probes=256,
@@ -170,14 +137,7 @@ def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn"
         Held-out R^2 a member must reach to count as learned.
     max_retries : int, default=2
         Retraining attempts for a member below ``min_score``.
-    data_home : str or path-like, default=None
-        Cache folder (see :func:`get_data_home`).
-    download_if_missing : bool, default=True
-        Train members missing from the cache; if False, raise ``OSError`` instead.
-    n_jobs : int, default=None
-        Parallel training jobs (joblib, one torch thread each).
-    verbose : bool, default=False
-        Show a progress bar while training.
+    {cache_parameters}
     random_state : int, default=0
         Seed of the probe inputs.
 
@@ -190,42 +150,31 @@ def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn"
         ``(n_probes, n_timesteps, n_channels)``) and ``DESCR``.
     """
     tasks, cells, hidden_sizes = list(tasks), list(cells), list(hidden_sizes)
-    if not tasks or not cells or not hidden_sizes or n_seeds < 1:
-        raise ValueError("tasks, cells and hidden_sizes must be non-empty and n_seeds >= 1.")
-    unknown = [t for t in tasks if t not in PULSE_TASKS]
-    bad_cells = [c for c in cells if c not in _CELLS]
-    if unknown or bad_cells:
-        raise ValueError(f"Unknown tasks {unknown} or cells {bad_cells}; tasks are "
-                         f"{sorted(PULSE_TASKS)} and cells {sorted(_CELLS)}.")
+    check_grid(n_seeds, tasks=tasks, cells=cells, hidden_sizes=hidden_sizes)
+    check_names(tasks=(tasks, PULSE_TASKS), cells=(cells, CELLS))
     task_params = dict(task_params or {})
-    specs = [dict(task=t, cell=c, hidden_size=int(h), seed=int(s) + seed_offset,
-                  task_params=task_params.get(t, {}))
-             for t, c, h, s in product(tasks, cells, hidden_sizes, range(n_seeds))]
+    specs = [{**s, "task_params": task_params.get(s["task"], {})}
+             for s in grid(n_seeds, seed_offset, task=tasks, cell=cells,
+                           hidden_size=[int(h) for h in hidden_sizes])]
     common = dict(n_steps=n_steps, n_timesteps=n_timesteps, n_channels=n_channels,
                   min_score=min_score, max_retries=max_retries)
-    records = load_or_train(
-        "rnn_population", specs, {**common, "version": 1}, partial(_train_member, **common),
-        data_home=data_home, download_if_missing=download_if_missing, n_jobs=n_jobs,
-        verbose=verbose)
-    models, scores, learned = recurrent_members(specs, records, n_channels, n_channels,
-                                                min_score, max_retries, metric="R2")
+    pop = build_population(
+        "rnn_population", specs, common, partial(_train_member, **common),
+        recurrent_member(n_channels, n_channels),
+        columns=("task", "cell", "hidden_size", "seed", "score", "learned"),
+        **at_least("score", min_score=min_score),
+        label=lambda s, r: f"{s['task']}/{s['cell']}/seed {s['seed']}: R2={r['score']:.3f}",
+        max_retries=max_retries, data_home=data_home, download_if_missing=download_if_missing,
+        n_jobs=n_jobs, verbose=verbose)
     rng = check_random_state(random_state)
     per_task = [make_task(t, n_probes // len(tasks) + 1, n_timesteps, n_channels,
                           random_state=rng, **task_params.get(t, {}))[0] for t in tasks]
     probes = np.concatenate(per_task)[rng.permutation(sum(len(p) for p in per_task))[:n_probes]]
-    return Bunch(
-        models=models,
-        task=np.array([s["task"] for s in specs]),
-        cell=np.array([s["cell"] for s in specs]),
-        hidden_size=np.array([s["hidden_size"] for s in specs]),
-        seed=np.array([s["seed"] for s in specs]),
-        score=scores,
-        learned=learned,
-        probe_inputs=probes.astype(np.float32),
-        DESCR=(f"{len(models)} recurrent networks: tasks={tasks}, cells={cells}, "
-               f"hidden_sizes={hidden_sizes}, seeds={seed_offset}..{seed_offset + n_seeds - 1}, "
-               f"{n_channels}-channel pulse interface, {n_timesteps} steps."),
-    )
+    pop.update(probe_inputs=probes.astype(np.float32), DESCR=(
+        f"{len(specs)} recurrent networks: tasks={tasks}, cells={cells}, "
+        f"hidden_sizes={hidden_sizes}, seeds={seed_offset}..{seed_offset + n_seeds - 1}, "
+        f"{n_channels}-channel pulse interface, {n_timesteps} steps."))
+    return pop
 
 
 def permute_hidden_units(model, *, flip_signs=None, random_state=None):

@@ -51,7 +51,7 @@ def scaling_child(n_models, width):
     rng = np.random.RandomState(0)
     base = []
     for m in pop.models:
-        from skdynamo._recording import record
+        from skdynamo.families._recurrent import record
         base.append(record(m, pop.probe_inputs))
     samples = []
     for i in range(n_models):

@@ -2,7 +2,7 @@
 
 from ._averager import DynamoAverager
 from ._cluster import DynamoCluster
-from ._cnn_recording import LayerTrajectories, align_depths, cnn_layers, record_cnn
+from .families._convolutional import LayerTrajectories, align_depths, cnn_layers, record_cnn
 from ._embedder import DynamoEmbedder
 from ._net import DivergenceError
 from ._persistence import load_estimator, load_weights, save_estimator, save_weights

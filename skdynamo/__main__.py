@@ -5,60 +5,45 @@ import sys
 import time
 
 
-def demo(args):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import numpy as np
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score
-
-    from . import DynamoEmbedder
+def _rnn_demo(args):
     from .datasets import make_rnn_population
-    from .plotting import plot_embedding
-
-    t0 = time.perf_counter()
     print("1/3 Building the default population (3 tasks x 3 cells x 3 seeds; cached after the "
           "first run)")
     pop = make_rnn_population(n_jobs=args.n_jobs, verbose=True, data_home=args.data_home)
-    print(f"    {pop.DESCR}\n    mean task R^2 of the members: {pop.score.mean():.3f} "
-          f"(min {pop.score.min():.3f})  [{time.perf_counter() - t0:.0f} s]")
-
-    print("2/3 Fitting DYNAMO")
-    t1 = time.perf_counter()
-    emb = DynamoEmbedder(probe_inputs=pop.probe_inputs, n_components=2, random_state=0,
-                         verbose=1)
-    z = emb.fit_transform(pop.models)
-    fit_s = time.perf_counter() - t1
-    n_tasks = len(set(pop.task))
-    clusters = KMeans(n_tasks, n_init=10, random_state=0).fit_predict(z)
-    ari = adjusted_rand_score(pop.task, clusters)
-    scores = emb.emulation_scores_
-
-    print("3/3 Results")
-    header = f"{'model':>5}  {'task':<12}{'cell':<6}{'embedding':<22}{'cluster':>7}" \
-             f"{'out R2':>8}{'hid R2':>8}"
-    print(header)
-    print("-" * len(header))
-    for i, (task, cell, zi, c) in enumerate(zip(pop.task, pop.cell, z, clusters)):
-        emb_txt = "(" + ", ".join(f"{v:+.3f}" for v in zi) + ")"
-        print(f"{i:>5}  {task:<12}{cell:<6}{emb_txt:<22}{c:>7}"
-              f"{scores.output_r2[i]:>8.3f}{scores.hidden_r2[i]:>8.3f}")
-    print(f"\nEmulation on held-out probes: output R^2 {np.mean(scores.output_r2):.3f}, "
-          f"hidden R^2 {np.mean(scores.hidden_r2):.3f}")
-    print(f"k-means on embeddings vs task: ARI = {ari:.3f}")
-    print(f"Fit: {fit_s:.0f} s, {len(emb.history_)} epochs; total {time.perf_counter() - t0:.0f} s")
-
-    ax = plot_embedding(z, color_by=pop.task, marker_by=pop.cell,
-                        title=f"DYNAMO embedding of {len(pop.models)} RNNs (ARI vs task "
-                              f"{ari:.2f})")
-    ax.figure.tight_layout()
-    ax.figure.savefig(args.output, dpi=120)
-    print(f"Embedding map written to {args.output}")
-    return 0
+    return dict(
+        pop=pop, quality=f"mean task R^2 of the members: {pop.score.mean():.3f} "
+                         f"(min {pop.score.min():.3f})",
+        fitting="2/3 Fitting DYNAMO", groups=pop.task, group_name="task",
+        columns=[("task", 12, pop.task), ("cell", 6, pop.cell)],
+        score=("out R2", "output_r2", "output R^2"),
+        held_out="Emulation on held-out probes", markers=pop.cell, what="RNNs", sep="")
 
 
-def demo_cnn(args):
+def _cnn_demo(args):
+    from .datasets import make_cnn_population
+    print("1/3 Building the CNN population (3 variants x 2 widths x 2 depths x 3 seeds on "
+          "8x8 digits; cached after the first run)")
+    pop = make_cnn_population(n_jobs=args.n_jobs, verbose=True, data_home=args.data_home)
+    return dict(
+        pop=pop, quality=f"members' test accuracy: {pop.accuracy.mean():.3f} "
+                         f"(min {pop.accuracy.min():.3f})",
+        fitting="2/3 Fitting DYNAMO (image probes: convolutional meta-model, layers as time)",
+        groups=pop.variant, group_name="training variant",
+        columns=[("variant", 10, pop.variant), ("width", -6, pop.width),
+                 ("depth", -6, pop.depth)],
+        score=("agree", "agreement", "argmax agreement"),
+        held_out="Emulation on held-out probe images",
+        markers=[f"width {w}, depth {d}" for w, d in zip(pop.width, pop.depth)],
+        what="CNNs", sep="  ")
+
+
+def _cell(value, width):
+    """Left-aligned in ``width`` characters, right-aligned for a negative width."""
+    return f"{value:<{width}}" if width > 0 else f"{value:>{-width}}"
+
+
+def demo(args):
+    """Build a population, embed it, print the table and write the map."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,45 +52,42 @@ def demo_cnn(args):
     from sklearn.metrics import adjusted_rand_score
 
     from . import DynamoEmbedder
-    from .datasets import make_cnn_population
     from .plotting import plot_embedding
 
     t0 = time.perf_counter()
-    print("1/3 Building the CNN population (3 variants x 2 widths x 2 depths x 3 seeds on "
-          "8x8 digits; cached after the first run)")
-    pop = make_cnn_population(n_jobs=args.n_jobs, verbose=True, data_home=args.data_home)
-    print(f"    {pop.DESCR}\n    members' test accuracy: {pop.accuracy.mean():.3f} "
-          f"(min {pop.accuracy.min():.3f})  [{time.perf_counter() - t0:.0f} s]")
+    spec = _cnn_demo(args) if args.population == "cnn" else _rnn_demo(args)
+    pop = spec["pop"]
+    print(f"    {pop.DESCR}\n    {spec['quality']}  [{time.perf_counter() - t0:.0f} s]")
 
-    print("2/3 Fitting DYNAMO (image probes: convolutional meta-model, layers as time)")
+    print(spec["fitting"])
     t1 = time.perf_counter()
     emb = DynamoEmbedder(probe_inputs=pop.probe_inputs, n_components=2, random_state=0,
                          verbose=1)
     z = emb.fit_transform(pop.models)
     fit_s = time.perf_counter() - t1
-    n_groups = len(set(pop.variant))
-    clusters = KMeans(n_groups, n_init=10, random_state=0).fit_predict(z)
-    ari = adjusted_rand_score(pop.variant, clusters)
+    groups = spec["groups"]
+    clusters = KMeans(len(set(groups)), n_init=10, random_state=0).fit_predict(z)
+    ari = adjusted_rand_score(groups, clusters)
     scores = emb.emulation_scores_
+    label, key, words = spec["score"]
 
     print("3/3 Results")
-    header = (f"{'model':>5}  {'variant':<10}{'width':>6}{'depth':>6}  {'embedding':<22}"
-              f"{'cluster':>7}{'agree':>8}{'hid R2':>8}")
+    header = (f"{'model':>5}  " + "".join(_cell(name, w) for name, w, _ in spec["columns"])
+              + f"{spec['sep']}{'embedding':<22}{'cluster':>7}{label:>8}{'hid R2':>8}")
     print(header)
     print("-" * len(header))
-    for i, zi in enumerate(z):
+    for i, (zi, c) in enumerate(zip(z, clusters)):
         emb_txt = "(" + ", ".join(f"{v:+.3f}" for v in zi) + ")"
-        print(f"{i:>5}  {pop.variant[i]:<10}{pop.width[i]:>6}{pop.depth[i]:>6}  {emb_txt:<22}"
-              f"{clusters[i]:>7}{scores.agreement[i]:>8.3f}{scores.hidden_r2[i]:>8.3f}")
-    print(f"\nEmulation on held-out probe images: argmax agreement "
-          f"{np.mean(scores.agreement):.3f}, hidden R^2 {np.mean(scores.hidden_r2):.3f}")
-    print(f"k-means on embeddings vs training variant: ARI = {ari:.3f}")
+        print(f"{i:>5}  " + "".join(_cell(col[i], w) for _, w, col in spec["columns"])
+              + f"{spec['sep']}{emb_txt:<22}{c:>7}{scores[key][i]:>8.3f}{scores.hidden_r2[i]:>8.3f}")
+    print(f"\n{spec['held_out']}: {words} {np.mean(scores[key]):.3f}, "
+          f"hidden R^2 {np.mean(scores.hidden_r2):.3f}")
+    print(f"k-means on embeddings vs {spec['group_name']}: ARI = {ari:.3f}")
     print(f"Fit: {fit_s:.0f} s, {len(emb.history_)} epochs; total {time.perf_counter() - t0:.0f} s")
 
-    arch = [f"width {w}, depth {d}" for w, d in zip(pop.width, pop.depth)]
-    ax = plot_embedding(z, color_by=pop.variant, marker_by=arch,
-                        title=f"DYNAMO embedding of {len(pop.models)} CNNs (ARI vs variant "
-                              f"{ari:.2f})")
+    ax = plot_embedding(z, color_by=groups, marker_by=spec["markers"],
+                        title=f"DYNAMO embedding of {len(pop.models)} {spec['what']} (ARI vs "
+                              f"{spec['group_name'].split()[-1]} {ari:.2f})")
     ax.figure.tight_layout()
     ax.figure.savefig(args.output, dpi=120)
     print(f"Embedding map written to {args.output}")
@@ -124,7 +106,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "demo":
         try:
-            return demo_cnn(args) if args.population == "cnn" else demo(args)
+            return demo(args)
         except OSError as exc:  # an unusable data folder, an unwritable --output: one line
             print(f"skdynamo demo: error: {exc.strerror or exc}", file=sys.stderr)
             return 1

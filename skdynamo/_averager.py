@@ -8,7 +8,7 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._applications import embed_population, final_outputs, resolve_embedder, run_network, unwrap
-from ._standalone import bake
+from ._loss import as_numpy_r2
 from .utils.validation import check_models
 
 __all__ = ["DynamoAverager"]
@@ -35,14 +35,6 @@ def _check_weights(weights, n_models):
     if w.sum() <= 0:
         raise ValueError("weights sum to zero: at least one model needs a positive weight.")
     return w / w.sum()
-
-
-def _pooled_r2(pred, target):
-    target = np.asarray(target, dtype=np.float64).reshape(-1, target.shape[-1])
-    pred = np.asarray(pred, dtype=np.float64).reshape(-1, pred.shape[-1])
-    ss_res = ((pred - target) ** 2).sum()
-    ss_tot = ((target - target.mean(0)) ** 2).sum()
-    return float(1.0 - ss_res / max(ss_tot, 1e-12))
 
 
 class DynamoAverager(BaseEstimator):
@@ -149,7 +141,8 @@ class DynamoAverager(BaseEstimator):
         self.member_embeddings_ = Z
         self.embedding_ = center
         self.medoid_index_ = medoid
-        self.averaged_model_ = bake(embedder.meta_model_, center)
+        inner = unwrap(embedder)
+        self.averaged_model_ = inner.family_.bake(inner.meta_model_, center)
         self._weights = w
         return self
 
@@ -203,11 +196,9 @@ class DynamoAverager(BaseEstimator):
         check_is_fitted(self)
         models = check_models(X)
         inner = unwrap(self.embedder_)
-        probes = inner.probe_inputs_
-        kind = getattr(inner, "_kind", "rnn")
-        trajectories = inner._record(models, probes, kind, getattr(inner, "_n_steps", "max"))
-        classifier = getattr(inner, "_output_loss", inner.output_loss) == "kl"
-        pred = self._run(probes)
+        trajectories = inner.record(models)
+        classifier = inner.loss_.classifies
+        pred = self._run(inner.probe_inputs_)
         scores = []
         for i, t in enumerate(trajectories):
             target = t.outputs
@@ -218,7 +209,7 @@ class DynamoAverager(BaseEstimator):
             if classifier:
                 scores.append(float(np.mean(p.argmax(-1) == target.argmax(-1))))
             else:
-                scores.append(_pooled_r2(p, target))
+                scores.append(as_numpy_r2(p, target))
         return float(np.mean(scores))
 
     def __sklearn_tags__(self):

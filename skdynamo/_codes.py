@@ -1,11 +1,15 @@
-"""Embedding models into a frozen meta-model: optimise theta, solve each V in closed form."""
+"""Embedding models into a frozen meta-model: optimise theta, solve each V in closed form.
+
+:func:`multi_start_search` is the one multi-start search of the embedding space, shared by
+``transform`` (:func:`fit_codes`) and :class:`~skdynamo.DynamoSemiSupervised`.
+"""
 
 import numpy as np
 import torch
+from sklearn.cluster import KMeans
+from sklearn.utils import Bunch
 
-from ._net import hidden_loss, output_loss
-
-__all__ = ["fit_codes", "ridge_maps", "emulation_r2"]
+__all__ = ["fit_codes", "ridge_maps", "emulation_r2", "multi_start_search", "search_candidates"]
 
 
 def _augment(g):
@@ -35,15 +39,14 @@ def _apply_maps(g, weight, per_step=False):
     return _augment(g) @ weight[..., None, :, :]
 
 
-def _projected_loss(y_hat, g, y, h, scale, *, hidden_weight, kind, last_only, per_step):
+def _projected_loss(y_hat, g, y, h, scale, *, loss, per_step):
     """Loss of (models x starts) with V solved in closed form. Shapes (M, S, P, T, .)."""
     m, s = y_hat.shape[:2]
     weight = ridge_maps(g, h, per_step=per_step)
     h_hat = _apply_maps(g, weight, per_step)
     flat = lambda a: a.reshape(m * s, *a.shape[2:])  # noqa: E731
-    out = output_loss(flat(y_hat), flat(y), scale.repeat_interleave(s), kind, last_only)
-    hid = hidden_loss(flat(h_hat), flat(h))
-    return (out + hidden_weight * hid).view(m, s)
+    return loss.per_model(flat(y_hat), flat(y), flat(h_hat), flat(h),
+                          scale.repeat_interleave(s)).view(m, s)
 
 
 def _run(meta, probes, theta):
@@ -60,19 +63,80 @@ def _run(meta, probes, theta):
     return y.view(m, s, p, *y.shape[1:]), g.view(m, s, p, *g.shape[1:])
 
 
-def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, n_starts=3, max_iter=100,
-              lr=0.05, hidden_weight=1.0, embedding_l2=1e-3, kind="mse", last_only=False,
-              chunk=16):
+def search_candidates(embeddings):
+    """Starting points of a search: the embeddings, or 32 k-means centres of many."""
+    embeddings = np.asarray(embeddings)
+    if len(embeddings) > 64:
+        return KMeans(32, n_init=3, random_state=0).fit(embeddings).cluster_centers_
+    return embeddings
+
+
+def multi_start_search(objective, candidates, *, n_starts, max_iter, lr, score_chunk=None):
+    """Minimise ``objective`` over embeddings from the best of ``candidates``.
+
+    Every candidate is scored first; the ``n_starts`` best per problem are refined
+    together by Adam (cosine-annealed learning rate, ``max_iter`` steps, gradients with
+    respect to the embeddings only), and the best refined start wins.
+
+    Parameters
+    ----------
+    objective : callable
+        ``objective(theta)`` with ``theta`` of shape (1 or M, S, d) returns the loss of
+        each of ``M`` problems (models) at each of the ``S`` points: (M, S).
+    candidates : tensor of shape (C, d)
+    n_starts, max_iter : int
+    lr : float
+    score_chunk : int, default=None
+        Candidates scored per call (all at once if None).
+
+    Returns
+    -------
+    Bunch
+        ``theta`` (M, d) and ``loss`` (M,) of the winners, ``starts`` (M, S, d) and the
+        final ``losses`` (M, S) of every refined start.
+    """
+    cand = candidates[None]
+    with torch.no_grad():
+        if score_chunk is None:
+            cand_loss = objective(cand)
+        else:
+            cand_loss = torch.cat([objective(cand[:, i:i + score_chunk])
+                                   for i in range(0, cand.shape[1], score_chunk)], dim=1)
+    k = min(n_starts, candidates.shape[0])
+    best = torch.topk(-cand_loss, k, dim=1).indices                  # (M, k)
+    starts = candidates[best].clone()
+    theta = starts.clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(max_iter, 1))
+    for _ in range(max_iter):
+        loss = objective(theta)
+        # autograd.grad: gradients w.r.t. theta only, the meta-model is left untouched.
+        (grad,) = torch.autograd.grad(loss.sum(), theta)
+        theta.grad = grad
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        final = objective(theta)
+        pick = final.argmin(1)
+        rows = torch.arange(final.shape[0], device=final.device)
+        return Bunch(theta=theta[rows, pick].detach(), loss=final[rows, pick],
+                     starts=starts, losses=final)
+
+
+def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, loss, n_starts=3,
+              max_iter=100, lr=0.05, chunk=16):
     """Find each model's embedding with the meta-model frozen.
 
     Every candidate (training embeddings or their cluster centres) is scored first; the
     ``n_starts`` best per model are refined together by Adam, with each model's map ``V``
-    re-solved in closed form at every step (variable projection). The best start wins.
+    re-solved in closed form at every step (variable projection). The best start wins
+    (:func:`multi_start_search`).
 
     Parameters
     ----------
     probes : tensor (P, T, F); outputs : tensor (M, P, ...); hidden : tensor (M, P, T, k)
     scale : tensor (M,); candidates : tensor (C, d)
+    loss : DynamoLoss
 
     Returns
     -------
@@ -88,69 +152,37 @@ def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, n_starts=3, m
         sl = slice(start, start + chunk)
         y_m, h_m, s_m = outputs[sl], hidden[sl], scale[sl]
         m = y_m.shape[0]
-        with torch.no_grad():
-            y_c, g_c = _run(meta, probes, candidates[None])        # (1, C, P, T, .)
-            c = candidates.shape[0]
-            cand_loss = _projected_loss(
-                y_c.expand(m, *y_c.shape[1:]), g_c.expand(m, *g_c.shape[1:]),
-                expand(y_m, c), expand(h_m, c), s_m, hidden_weight=hidden_weight, kind=kind,
-                last_only=last_only, per_step=per_step)
-            cand_loss = cand_loss + embedding_l2 * (candidates ** 2).sum(1)[None]
-        k = min(n_starts, c)
-        best = torch.topk(-cand_loss, k, dim=1).indices              # (m, k)
-        theta = candidates[best].clone().requires_grad_(True)
-        opt = torch.optim.Adam([theta], lr=lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(max_iter, 1))
-        y_s, h_s = expand(y_m, k), expand(h_m, k)
-        for _ in range(max_iter):
-            y_hat, g = _run(meta, probes, theta)
-            loss = _projected_loss(y_hat, g, y_s, h_s, s_m, hidden_weight=hidden_weight,
-                                   kind=kind, last_only=last_only, per_step=per_step)
-            loss = loss + embedding_l2 * (theta ** 2).sum(-1)
-            opt.zero_grad()
-            loss.sum().backward()
-            opt.step()
-            sched.step()
-        with torch.no_grad():
-            y_hat, g = _run(meta, probes, theta)
-            loss = _projected_loss(y_hat, g, y_s, h_s, s_m, hidden_weight=hidden_weight,
-                                   kind=kind, last_only=last_only, per_step=per_step)
-            loss = loss + embedding_l2 * (theta ** 2).sum(-1)
-            # Keep a refined start only if it beats the best raw candidate.
-            pick = loss.argmin(1)
-            final = theta[torch.arange(m), pick]
-            final_loss = loss[torch.arange(m), pick]
-        thetas.append(final.detach().cpu().numpy())
-        losses.append(final_loss.cpu().numpy())
+
+        def objective(theta, y_m=y_m, h_m=h_m, s_m=s_m, m=m):
+            y_hat, g = _run(meta, probes, theta)                 # (1 or m, S, P, T, .)
+            s = theta.shape[1]
+            value = _projected_loss(
+                y_hat.expand(m, *y_hat.shape[1:]), g.expand(m, *g.shape[1:]),
+                expand(y_m, s), expand(h_m, s), s_m, loss=loss, per_step=per_step)
+            return value + loss.penalty(theta)
+
+        found = multi_start_search(objective, candidates, n_starts=n_starts,
+                                   max_iter=max_iter, lr=lr)
+        thetas.append(found.theta.cpu().numpy())
+        losses.append(found.loss.cpu().numpy())
     return np.concatenate(thetas), np.concatenate(losses)
 
 
-def _r2(pred, target):
-    """R^2 per model, pooled over channels: pred/target (M, ..., C)."""
-    m = target.shape[0]
-    t = target.reshape(m, -1, target.shape[-1])
-    p = pred.reshape(m, -1, pred.shape[-1])
-    ss_res = ((p - t) ** 2).sum((1, 2))
-    ss_tot = ((t - t.mean(1, keepdim=True)) ** 2).sum((1, 2))
-    # Floor per element: a (near-)constant target must not turn R^2 into -1e12.
-    return 1.0 - ss_res / ss_tot.clamp_min(1e-6 * t.shape[1] * t.shape[2])
-
-
 @torch.no_grad()
-def emulation_r2(meta, theta, train, valid, *, maps=None, last_only=False, kind="mse"):
+def emulation_r2(meta, theta, train, valid, *, loss, maps=None):
     """Output and hidden R^2 on held-out probes for models at embeddings ``theta`` (M, d).
 
     ``train``/``valid`` are ``(probes, outputs, hidden)`` tuples. ``maps`` are learned
-    ``(weight, bias)``; without them ``V`` is fitted by ridge on ``train``. With
-    ``kind='kl'`` (classifiers) the output R^2 compares softmax probabilities and the
-    argmax agreement is returned too.
+    ``(weight, bias)``; without them ``V`` is fitted by ridge on ``train``. ``loss`` (a
+    :class:`~skdynamo._loss.DynamoLoss`) scores the outputs: for classifiers the output
+    R^2 compares softmax probabilities and the argmax agreement is returned too.
 
     Returns
     -------
     output_r2, hidden_r2 : ndarray of shape (M,)
     agreement : ndarray of shape (M,) or None
         Fraction of held-out probes (and steps) on which the emulation's argmax matches
-        the model's (``kind='kl'`` only).
+        the model's (classifiers only).
     """
     per_step = meta.per_step_maps
     th = theta[:, None]
@@ -166,14 +198,4 @@ def emulation_r2(meta, theta, train, valid, *, maps=None, last_only=False, kind=
             h_hat = torch.einsum("nbth,ntkh->nbtk", gv, weight) + bias[:, None]
         else:
             h_hat = torch.einsum("nbth,nkh->nbtk", gv, weight) + bias[:, None, None]
-    if last_only:
-        yv = yv[:, :, -1]
-    target = valid[1]
-    agreement = None
-    if kind == "kl":
-        agreement = (yv.argmax(-1) == target.argmax(-1)).float()
-        agreement = agreement.reshape(agreement.shape[0], -1).mean(1).cpu().numpy()
-        yv, target = torch.softmax(yv, -1), torch.softmax(target, -1)
-    out_r2 = _r2(yv, target)
-    hid_r2 = _r2(h_hat, valid[2])
-    return out_r2.cpu().numpy(), hid_r2.cpu().numpy(), agreement
+    return loss.scores(yv, valid[1], h_hat, valid[2])

@@ -7,7 +7,6 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
-from sklearn.cluster import KMeans
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -15,21 +14,16 @@ from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import GradientNormClipping, LRScheduler
 from skorch.helper import predefined_split
 
-from scipy.special import softmax
-
-from ._cnn_recording import _check_spatial, record_cnn_population
-from ._codes import emulation_r2, fit_codes
+from ._codes import emulation_r2, fit_codes, search_candidates
 from ._guards import check_device
+from ._loss import DynamoLoss, resolve_output_loss
 from ._net import Converged, DynamoNet, EpochProgressBar, LRWarmup, ProbeDataset
+from ._recording import Trajectories
 from ._stability import embedding_disagreement
-from ._recording import (Trajectories, check_trajectories, input_width, record_population,
-                         recurrent_layers)
-from ._targets import (initial_embeddings, output_variance, pad_targets, reduce_hidden,
-                       reduce_layers)
-from .datasets._tasks import make_random_probes
+from ._targets import initial_embeddings, output_variance
+from .families import FAMILIES, resolve_family
 from .nn import DynamoModule, EmulatedNetwork
-from ._cnn_recording import LayerTrajectories
-from .utils.validation import as_probe_array, check_models, check_probe_inputs
+from .utils.validation import check_models
 
 __all__ = ["DynamoEmbedder"]
 
@@ -42,12 +36,6 @@ _WARMUP_STEPS = 200
 
 def _as_tensor(a, device):
     return torch.as_tensor(a, dtype=torch.float32, device=device)
-
-
-def _is_convolutional(model):
-    """A module with a 2-D convolution and no recurrent layer."""
-    return (isinstance(model, torch.nn.Module) and not recurrent_layers(model)
-            and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()))
 
 
 def _scores(out_r2, hid_r2, agreement):
@@ -181,6 +169,14 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         The probe inputs used (drawn when ``probe_inputs=None``).
     n_models_ : int
         Number of training models.
+    family_ : skdynamo.families.ModelFamily
+        The model family the population was resolved to (``meta_model`` and the probes
+        choose it): how members are recorded and reduced, which meta-model emulates them
+        and how it is baked at one embedding. ``family_.n_steps`` is the number of
+        recorded steps (layers, for CNNs) members are aligned to.
+    loss_ : skdynamo._loss.DynamoLoss
+        The loss trained with: ``loss_.output`` is the resolved output loss (its ``name``
+        is ``'mse'`` or ``'kl'``), also used by :meth:`transform`'s search.
 
     See Also
     --------
@@ -233,7 +229,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "hidden_weight": [Interval(Real, 0, None, closed="left")],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
         "output_loss": [StrOptions({"auto", "mse", "kl"})],
-        "meta_model": [StrOptions({"auto", "rnn", "cnn"})],
+        "meta_model": [StrOptions({"auto", *FAMILIES})],
         "layers": [str, type, list, tuple],
         "spatial": [StrOptions({"pool"}), Interval(Integral, 1, None, closed="left"), tuple],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -284,85 +280,10 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.verbose = verbose
 
     # ------------------------------------------------------------------ helpers
-    def _resolve_kind(self, models):
-        """'rnn' or 'cnn': the ``meta_model`` parameter, else the rank of the probes."""
-        if self.meta_model != "auto":
-            return self.meta_model
-        if self.probe_inputs is not None:
-            shape = as_probe_array(self.probe_inputs).shape
-            if len(shape) != 4:
-                for i, m in enumerate(models):
-                    if _is_convolutional(m):
-                        hint = (" For single-channel images add the channel axis: "
-                                "images[:, None]." if len(shape) == 3 else "")
-                        raise ValueError(
-                            f"Model {i} ({type(m).__name__}) is convolutional but "
-                            f"probe_inputs have shape {shape}: "
-                            "convolutional models need probe images of shape (n_images, "
-                            f"channels, height, width).{hint}")
-                return "rnn"
-            for i, m in enumerate(models):
-                if isinstance(m, torch.nn.Module) and recurrent_layers(m):
-                    raise ValueError(
-                        f"probe_inputs are images (rank 4, shape "
-                        f"{shape}) but model {i} "
-                        f"({type(m).__name__}) is recurrent: recurrent models take probe "
-                        "inputs of rank 3 (n_probes, n_timesteps, n_features).")
-            return "cnn"
-        if any(isinstance(m, LayerTrajectories) or _is_convolutional(m) for m in models):
-            return "cnn"
-        return "rnn"
-
-    def _resolve_probes(self, models, rng, kind):
-        if self.probe_inputs is not None:
-            return check_probe_inputs(self.probe_inputs, models, kind=kind)
-        if kind == "cnn":
-            raise ValueError(
-                "probe_inputs=None: convolutional models need probe images. Pass "
-                "probe_inputs=, an array of shape (n_images, channels, height, width), "
-                "ideally held-out images of the task.")
-        widths = {input_width(m) for m in models if isinstance(m, torch.nn.Module)}
-        if len(widths) != 1 or None in widths:
-            raise ValueError(
-                "probe_inputs=None needs every model's input width, read off its first "
-                f"layer; found {sorted(widths, key=str)}. Pass probe_inputs=, an array of "
-                "shape (n_probes, n_timesteps, n_features), ideally the task's own inputs.")
-        probes = make_random_probes(256, 50, widths.pop(), random_state=rng)
-        return check_probe_inputs(probes, models)
-
-    def _record(self, models, probes, kind, n_steps="max"):
-        """Record the models on the probes: Trajectories (RNN) or aligned LayerTrajectories."""
-        if kind == "cnn":
-            recorder = None if self.recorder == "auto" else self.recorder
-            return record_cnn_population(models, probes, layers=self.layers,
-                                         spatial=self.spatial, align=n_steps,
-                                         recorder=recorder, n_jobs=self.n_jobs)
-        return record_population(models, probes, recorder=self.recorder, n_jobs=self.n_jobs)
-
-    def _record_targets(self, models, probes, train_idx, kind, *, n_steps="max",
-                        output_shape=None):
-        """Record models and turn them into padded targets (numpy).
-
-        Returns a Bunch: ``outputs`` (N, P, ...), ``hidden`` (N, P, T, k), ``mask``,
-        ``scales`` (N,), ``output_shape`` and ``n_steps`` (T).
-        """
-        trajectories = self._record(models, probes, kind, n_steps)
-        if kind == "cnn":
-            shape = trajectories[0].outputs.shape[1:]
-            reduced, masks = zip(*(reduce_layers(t.layers, train_idx, self.n_pcs)
-                                   for t in trajectories))
-            hidden, mask = pad_targets(reduced, self.n_pcs, masks)
-        else:
-            shape = check_trajectories(trajectories, len(probes), probes.shape[1])
-            reduced = [reduce_hidden(t.hidden, train_idx, self.n_pcs) for t in trajectories]
-            hidden, mask = pad_targets(reduced, max(r.shape[-1] for r in reduced))
-        if output_shape is not None and tuple(shape) != tuple(output_shape):
-            raise ValueError(f"Models have outputs of shape {tuple(shape)} per probe, but the "
-                             f"embedder was fitted on outputs of shape {tuple(output_shape)}.")
-        outputs = np.stack([t.outputs for t in trajectories])
-        scales = np.array([output_variance(o, train_idx) for o in outputs])
-        return Bunch(outputs=outputs, hidden=hidden, mask=mask, scales=scales,
-                     output_shape=tuple(shape), n_steps=hidden.shape[2])
+    def _make_family(self, family):
+        """The family object of this fit (class ``family``) with these recording settings."""
+        return family(recorder=self.recorder, n_pcs=self.n_pcs, layers=self.layers,
+                              spatial=self.spatial, n_jobs=self.n_jobs)
 
     def _torch(self, a):
         return _as_tensor(a, self._device)
@@ -402,42 +323,27 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         models = check_models(X)
         rng = check_random_state(self.random_state)
         device = _resolve_device(self.device)
-        kind = self._resolve_kind(models)
-        if kind == "cnn":
-            grid = _check_spatial(self.spatial)
-        probes = self._resolve_probes(models, rng, kind)
+        family = self._make_family(resolve_family(self.meta_model, self.probe_inputs, models))
+        probes = (family.default_probes(models, rng) if self.probe_inputs is None
+                  else family.check_probes(self.probe_inputs, models))
         n_probes = len(probes)
         perm = rng.permutation(n_probes)
         n_valid = min(n_probes - 1, max(1, int(round(self.validation_fraction * n_probes))))
         valid_idx, train_idx = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
-        rec = self._record_targets(models, probes, train_idx, kind)
+        rec = family.record_targets(models, probes, train_idx)
+        family.n_steps = rec.n_steps  # later recordings are aligned as these were
         outputs, hidden, out_shape = rec.outputs, rec.hidden, rec.output_shape
-        loss_kind = self.output_loss
-        if loss_kind == "auto":
-            # A softmax over one output is constant: single-logit (binary) classifiers and
-            # regressors are emulated on their raw outputs.
-            loss_kind = "kl" if kind == "cnn" and out_shape[-1] > 1 else "mse"
-        elif loss_kind == "kl" and out_shape[-1] < 2:
-            raise ValueError(
-                f"output_loss='kl' compares softmax outputs, but the models have "
-                f"{out_shape[-1]} output: a softmax over one output is constant. Use "
-                "output_loss='mse' (or 'auto') for single-logit classifiers and regressors.")
-        # Classifiers are described by their class probabilities, not raw logits.
-        behaviour = softmax(outputs, axis=-1) if loss_kind == "kl" else outputs
+        loss = DynamoLoss(resolve_output_loss(self.output_loss, family, out_shape),
+                          hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
+                          last_only=family.last_only(out_shape),
+                          output_scale=rec.scales.astype(np.float32))
+        behaviour = loss.output.behaviour(outputs)
         behaviour_scales = np.array([output_variance(o, train_idx) for o in behaviour])
         init = initial_embeddings(behaviour, list(hidden), behaviour_scales, train_idx,
                                   self.n_components, rng)
         n_models = len(models)
-        last_only = kind == "rnn" and len(out_shape) == 1
-        if kind == "cnn":
-            meta_params = dict(kind="cnn", in_channels=probes.shape[1],
-                               n_outputs=out_shape[-1], n_components=self.n_components,
-                               n_steps=rec.n_steps, image_size=probes.shape[2:],
-                               hidden_size=self.hidden_size, grid=grid)
-        else:
-            meta_params = dict(kind="rnn", n_inputs=probes.shape[-1], n_outputs=out_shape[-1],
-                               n_components=self.n_components, hidden_size=self.hidden_size,
-                               cell=self.cell)
+        meta_params = family.meta_params(probes, rec, n_components=self.n_components,
+                                         hidden_size=self.hidden_size, cell=self.cell)
         seed = int(rng.randint(_MAX_SEED))
 
         train_ds = ProbeDataset(probes[train_idx], outputs[:, train_idx], hidden[:, train_idx])
@@ -457,14 +363,12 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 module__n_targets=hidden.shape[-1], module__init_embeddings=init,
                 module__target_mask=rec.mask,
                 module__output_scale=rec.scales.astype(np.float32),
-                criterion=torch.nn.MSELoss,  # unused: DynamoNet.get_loss computes the loss
+                criterion=loss,  # the data term; DynamoNet.get_loss adds the penalty
                 optimizer=torch.optim.Adam, lr=self.lr, max_epochs=self.max_epochs,
                 batch_size=probes_per_batch, train_split=predefined_split(valid_ds),
                 iterator_train__shuffle=True,
                 iterator_train__generator=torch.Generator().manual_seed(seed),
                 callbacks=self._callbacks(warmup), device=device, verbose=int(self.verbose >= 2),
-                hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
-                output_loss=loss_kind, last_only=last_only,
             )
             net.fit(train_ds, None)
         stop = dict(net.callbacks_)["early_stopping"]
@@ -482,15 +386,14 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         maps = (module.map_weight.detach(), module.map_bias.detach())
         valid = tuple(_as_tensor(a, device) for a in
                       (probes[valid_idx], outputs[:, valid_idx], hidden[:, valid_idx]))
-        out_r2, hid_r2, agree = emulation_r2(meta, theta, None, valid, maps=maps,
-                                             last_only=last_only, kind=loss_kind)
+        out_r2, hid_r2, agree = emulation_r2(meta, theta, None, valid, maps=maps, loss=loss)
 
         # Everything above used locals: a failure leaves a previous fit untouched.
         self._device = device
-        self._kind, self._output_loss, self._n_steps = kind, loss_kind, rec.n_steps
+        self.family_, self.loss_ = family, loss
         self.probe_inputs_ = probes
         self._train_idx, self._valid_idx = train_idx, valid_idx
-        self._output_shape, self._last_only = out_shape, last_only
+        self._output_shape = out_shape
         self.n_models_ = n_models
         self.meta_model_ = meta
         self.embeddings_ = theta.cpu().numpy().astype(np.float64)
@@ -510,35 +413,86 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         return self.fit(X, y).embeddings_.copy()
 
+    def record(self, X: Models) -> list:
+        """Record models on the fitted probe inputs as the fit recorded its members.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+
+        Returns
+        -------
+        list of Trajectories
+            One per model (``LayerTrajectories`` aligned to the fitted depth for CNNs).
+        """
+        check_is_fitted(self)
+        return self._current_family().record(check_models(X), self.probe_inputs_)
+
+    def _current_family(self):
+        """``family_`` with the current recording parameters (``set_params`` after a fit
+        applies to later recordings) and the fitted alignment."""
+        family = self._make_family(type(self.family_))
+        family.n_steps = self.family_.n_steps
+        return family
+
+    def _current_loss(self):
+        """``loss_`` with the current loss weights (``set_params`` after a fit applies to
+        :meth:`transform`'s search)."""
+        return DynamoLoss(self.loss_.output, hidden_weight=self.hidden_weight,
+                          embedding_l2=self.embedding_l2, last_only=self.loss_.last_only)
+
+    # Fitted state for weights files (skdynamo._persistence): plain values only, under the
+    # names format version 1 stores them by.
+    _STATE = ("n_models_", "embeddings_", "maps_", "probe_inputs_", "n_iter_", "converged_",
+              "emulation_scores_", "_n_features_out", "_train_idx", "_valid_idx",
+              "_output_shape")
+
+    def _fitted_state(self):
+        """What a weights file stores of this fit besides parameters, meta-model, history."""
+        check_is_fitted(self)
+        state = {name: getattr(self, name) for name in self._STATE}
+        state.update(_kind=self.family_.name, _n_steps=self.family_.n_steps,
+                     _output_loss=self.loss_.output.name, _last_only=self.loss_.last_only)
+        return state
+
+    def _set_fitted_state(self, state, meta_model, device):
+        """Make this (unfitted) embedder the fit ``state`` describes (from a weights file)."""
+        state = dict(state)
+        family = self._make_family(FAMILIES[state.pop("_kind")])
+        family.n_steps = state.pop("_n_steps")
+        self.family_ = family
+        self.loss_ = DynamoLoss(state.pop("_output_loss"), hidden_weight=self.hidden_weight,
+                                embedding_l2=self.embedding_l2,
+                                last_only=state.pop("_last_only"))
+        for name in self._STATE:
+            setattr(self, name, state[name])
+        self._device = device
+        self.meta_model_ = meta_model.to(device)
+        return self
+
     def _embed(self, X):
         """Embed unseen models; returns (theta, output_r2, hidden_r2) on held-out probes."""
         check_is_fitted(self)
         models = check_models(X)
-        kind = getattr(self, "_kind", "rnn")
-        loss_kind = getattr(self, "_output_loss", self.output_loss)
-        probes = check_probe_inputs(self.probe_inputs_, models, kind=kind)
-        rec = self._record_targets(models, probes, self._train_idx, kind,
-                                   n_steps=getattr(self, "_n_steps", "max"),
-                                   output_shape=self._output_shape)
+        family, loss = self._current_family(), self._current_loss()
+        probes = family.check_probes(self.probe_inputs_, models)
+        rec = family.record_targets(models, probes, self._train_idx,
+                                    output_shape=self._output_shape)
         outputs, hidden, scales = rec.outputs, rec.hidden, rec.scales
         tr, va = self._train_idx, self._valid_idx
         t = self._torch
-        candidates = self.embeddings_
-        if len(candidates) > 64:
-            candidates = KMeans(32, n_init=3, random_state=0).fit(candidates).cluster_centers_
-        # A fixed subset of training probes keeps the per-step cost independent of P. An
-        # image is one step per layer, so CNNs take more images for their per-layer maps.
-        n_sub = 32 if kind == "rnn" else 128
+        candidates = search_candidates(self.embeddings_)
+        # A fixed subset of training probes keeps the per-step cost independent of P.
+        n_sub = family.n_search_probes
         sub = tr[np.linspace(0, len(tr) - 1, min(len(tr), n_sub)).astype(int)]
         theta, _ = fit_codes(
             self.meta_model_, t(probes[sub]), t(outputs[:, sub]), t(hidden[:, sub]),
-            t(scales), t(candidates), n_starts=self.n_starts, max_iter=self.transform_max_iter,
-            hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
-            kind=loss_kind, last_only=self._last_only)
+            t(scales), t(candidates), loss=loss, n_starts=self.n_starts,
+            max_iter=self.transform_max_iter)
         train = (t(probes[tr]), t(outputs[:, tr]), t(hidden[:, tr]))
         valid = (t(probes[va]), t(outputs[:, va]), t(hidden[:, va]))
         out_r2, hid_r2, agree = emulation_r2(self.meta_model_, t(theta), train, valid,
-                                             last_only=self._last_only, kind=loss_kind)
+                                             loss=loss)
         return theta.astype(np.float64), _scores(out_r2, hid_r2, agree)
 
     def transform(self, X: Models) -> np.ndarray:

@@ -1,16 +1,16 @@
-"""The skorch side of training: dataset, loss, and callbacks. skorch runs the loop."""
+"""The skorch side of training: dataset, net and callbacks (the loss is in ``_loss.py``).
+skorch runs the loop."""
 
 import copy
 import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping
-from skorch.utils import to_tensor
 
 from ._guards import check_divergence, held_out_loss
 
 __all__ = ["Converged", "DivergenceError", "DynamoNet", "EpochProgressBar", "LRWarmup",
-           "ProbeDataset", "dynamo_loss"]
+           "ProbeDataset"]
 
 
 class DivergenceError(RuntimeError):
@@ -37,56 +37,14 @@ class ProbeDataset(torch.utils.data.Dataset):
         return self.probes[i], (self.outputs[:, i], self.hidden[:, i])
 
 
-def output_loss(y_hat, y, scale, kind="mse", last_only=False):
-    """Per-model output loss, normalised by each model's output variance ``scale`` (N,).
-
-    ``y_hat``: (N, B, T, O); ``y``: (N, B, T, O) or (N, B, O) when ``last_only``.
-    Returns a tensor of shape (N,) (1 - R^2 for MSE).
-    """
-    if last_only:
-        y_hat = y_hat[:, :, -1]
-    if kind == "kl":
-        logp = torch.log_softmax(y_hat, dim=-1)
-        logq = torch.log_softmax(y, dim=-1)
-        per = (logq.exp() * (logq - logp)).sum(-1)
-        return per.reshape(per.shape[0], -1).mean(1)
-    err = ((y_hat - y) ** 2).reshape(y.shape[0], -1, y.shape[-1]).mean(1).sum(-1)
-    return err / scale
-
-
-def hidden_loss(h_hat, h):
-    """Per-model hidden loss (N,): summed squared error over components (1 - R^2)."""
-    err = (h_hat - h) ** 2
-    return err.reshape(err.shape[0], -1, err.shape[-1]).mean(1).sum(-1)
-
-
-def dynamo_loss(module, y_pred, y_true, *, hidden_weight, embedding_l2, kind, last_only):
-    y_hat, h_hat = y_pred
-    y, h = y_true
-    # Dataset items are per probe: (B, N, ...) -> (N, B, ...)
-    y, h = y.transpose(0, 1), h.transpose(0, 1)
-    out = output_loss(y_hat, y, module.output_scale, kind, last_only).mean()
-    hid = hidden_loss(h_hat, h).mean()
-    reg = (module.embeddings ** 2).sum(1).mean()
-    return out + hidden_weight * hid + embedding_l2 * reg
-
-
 class DynamoNet(NeuralNet):
-    """skorch net for DYNAMO: only the loss differs from :class:`skorch.NeuralNet`."""
-
-    def __init__(self, *args, hidden_weight=1.0, embedding_l2=1e-3, output_loss="mse",
-                 last_only=False, **kwargs):
-        self.hidden_weight = hidden_weight
-        self.embedding_l2 = embedding_l2
-        self.output_loss = output_loss
-        self.last_only = last_only
-        super().__init__(*args, **kwargs)
+    """skorch net for DYNAMO: the criterion is :class:`~skdynamo._loss.DynamoLoss` (the data
+    term); :meth:`get_loss` adds the embedding penalty on top of it, as skorch's
+    documentation adds regularisation, and refuses a non-finite loss."""
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        y_true = to_tensor(y_true, device=self.device)
-        loss = dynamo_loss(self.module_, y_pred, y_true, hidden_weight=self.hidden_weight,
-                           embedding_l2=self.embedding_l2, kind=self.output_loss,
-                           last_only=self.last_only)
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        loss = loss + self.criterion_.embedding_l2 * (self.module_.embeddings ** 2).sum(1).mean()
         if not torch.isfinite(loss):
             epoch = len(self.history)
             raise DivergenceError(

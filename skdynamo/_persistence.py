@@ -93,17 +93,15 @@ def _plain(v):
     return list(v) if isinstance(v, tuple) else v
 
 
-def _module_record(module, config_keys):
-    return {"config": {k: _plain(getattr(module, k)) for k in config_keys},
+def _module_record(module):
+    """A module's ``config`` (its constructor arguments) and ``state_dict``."""
+    return {"config": {k: _plain(v) for k, v in module.config.items()},
             "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}}
 
 
-_META_KEYS = {"rnn": ("n_inputs", "n_outputs", "n_components", "hidden_size", "cell"),
-              "cnn": ("in_channels", "n_outputs", "n_components", "n_steps", "image_size",
-                      "hidden_size", "grid")}
-_STANDALONE_KEYS = {"StandaloneRNN": ("n_inputs", "n_outputs", "hidden_size", "cell"),
-                    "StandaloneCNN": ("in_channels", "n_outputs", "hidden_size", "pools",
-                                      "grid", "image_size")}
+def _standalone_classes():
+    from .families import FAMILIES
+    return {f.standalone_class.__name__: f.standalone_class for f in FAMILIES.values()}
 
 
 def _embedder_record(est):
@@ -118,17 +116,13 @@ def _embedder_record(est):
             params[name] = _encode(value, f"parameter {name}")
         except TypeError:
             unstored.append(name)    # a callable recorder, callbacks: code, never stored
-    fitted = {}
-    for name, value in vars(est).items():
-        if name in params or name in unstored or name in ("meta_model_", "history_"):
-            continue
-        fitted[name] = _encode(value, f"attribute {name}")
-    history = getattr(est, "history_", None)
+    fitted = {name: _encode(value, f"attribute {name}")
+              for name, value in est._fitted_state().items()}
     return {
         "params": params, "unstored_params": unstored, "fitted": fitted,
-        "meta_kind": est.meta_model_.kind,
-        "meta_model": _module_record(est.meta_model_, _META_KEYS[est.meta_model_.kind]),
-        "history": None if history is None else json.dumps(list(history), default=str),
+        "meta_kind": est.family_.name,
+        "meta_model": _module_record(est.meta_model_),
+        "history": json.dumps(list(est.history_), default=str),
     }
 
 
@@ -164,9 +158,8 @@ def save_weights(estimator: Any, path: str | os.PathLike) -> None:
     True
     """
     from ._embedder import DynamoEmbedder
-    from ._standalone import StandaloneCNN, StandaloneRNN
 
-    standalone = (StandaloneRNN, StandaloneCNN)
+    standalone = tuple(_standalone_classes().values())
     record = {"format": FORMAT, "format_version": FORMAT_VERSION,
               "skdynamo_version": _version(), "torch_version": str(torch.__version__)}
     if isinstance(estimator, DynamoEmbedder):
@@ -186,7 +179,7 @@ def save_weights(estimator: Any, path: str | os.PathLike) -> None:
                     "Save other estimators with joblib.dump (and load them from trusted "
                     "sources only).")
         name = type(net).__name__
-        record.update(kind=name, module=_module_record(net, _STANDALONE_KEYS[name]),
+        record.update(kind=name, module=_module_record(net),
                       source=type(estimator).__name__)
     path = os.fspath(path)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -252,7 +245,7 @@ def _check_record(record, path):
             f"{path!r} was written by skdynamo {record.get('skdynamo_version', '?')} in "
             f"weights format {version!r}; this skdynamo ({_version()}) reads formats up to "
             f"{FORMAT_VERSION}. Upgrade skdynamo to load it.")
-    if record.get("kind") not in ("DynamoEmbedder", "StandaloneRNN", "StandaloneCNN"):
+    if record.get("kind") != "DynamoEmbedder" and record.get("kind") not in _standalone_classes():
         raise ValueError(f"{path!r} holds an unknown kind of weights: {record.get('kind')!r}.")
 
 
@@ -269,7 +262,7 @@ def _build_module(cls, record, path):
     return module.eval()
 
 
-def _check_fitted_shapes(fitted, n_components, meta, path):
+def _check_fitted_shapes(fitted, n_components, meta, family, path):
     """The stored arrays must fit each other and the meta-model: a tampered or damaged
     file is refused here, by attribute, not with a shape error inside transform later."""
     def damaged(name, got, expected):
@@ -295,9 +288,8 @@ def _check_fitted_shapes(fitted, n_components, meta, path):
                       f"(weight (n_models={n_models}, ..., k, {width}), bias (n_models, ..., k))"
                       " are expected")
     probes = fitted.get("probe_inputs_")
-    expected = ((meta.n_inputs,) if meta.kind == "rnn"
-                else (meta.in_channels, *meta.image_size))
-    rank = 3 if meta.kind == "rnn" else 4
+    expected = family.probe_shape(meta)
+    rank = family.probe_rank
     if (not isinstance(probes, np.ndarray) or probes.ndim != rank
             or probes.shape[rank - len(expected):] != expected):
         raise damaged("probe_inputs_", f"shape {np.shape(probes)}",
@@ -336,17 +328,16 @@ def load_weights(path: str | os.PathLike, **params: Any) -> Any:
         The file is corrupt, not a skdynamo weights file, or from a newer format.
     """
     from ._embedder import DynamoEmbedder
-    from ._standalone import StandaloneCNN, StandaloneRNN
-    from .nn import ConditionedCNN, ConditionedRNN
+    from .families import FAMILIES
 
     path = os.fspath(path)
     record = _read(path)
     _check_record(record, path)
-    if record["kind"] in ("StandaloneRNN", "StandaloneCNN"):
+    standalone = _standalone_classes()
+    if record["kind"] in standalone:
         if params:
             raise TypeError(f"A {record['kind']} takes no parameters; got {sorted(params)}.")
-        cls = StandaloneRNN if record["kind"] == "StandaloneRNN" else StandaloneCNN
-        return _build_module(cls, record["module"], path)
+        return _build_module(standalone[record["kind"]], record["module"], path)
     rec = record["embedder"]
     missing = [p for p in rec["unstored_params"] if p not in params]
     if missing:
@@ -366,15 +357,23 @@ def load_weights(path: str | os.PathLike, **params: Any) -> Any:
         raise ValueError(f"{path!r} stores parameters this skdynamo does not know "
                          f"({str(exc).splitlines()[0]}); it may come from another "
                          "version.") from None
-    meta_cls = ConditionedCNN if rec.get("meta_kind", "rnn") == "cnn" else ConditionedRNN
-    meta = _build_module(meta_cls, rec["meta_model"], path)
-    fitted.pop("_device", None)
-    _check_fitted_shapes(fitted, est.n_components, meta, path)
-    device = check_device(est.device)
-    for k, v in fitted.items():
-        setattr(est, k, v)
-    est._device = device
-    est.meta_model_ = meta.to(device)
+    if "meta_kind" not in rec:
+        # Format 1 as written before model families existed: always a recurrent fit, whose
+        # output loss was the parameter itself ('mse' or 'kl'; 'auto' is 'mse' for it).
+        rec["meta_kind"] = "rnn"
+        loss = est_params.get("output_loss")
+        fitted.update(_kind="rnn", _n_steps="max", _output_loss="mse" if loss == "auto" else loss)
+    family = FAMILIES.get(rec.get("meta_kind"))
+    if family is None or fitted.get("_kind") != family.name:
+        raise ValueError(f"{path!r}: damaged embedder record (unknown model family "
+                         f"{rec.get('meta_kind')!r}; known: {sorted(FAMILIES)}).")
+    meta = _build_module(family.meta_class, rec["meta_model"], path)
+    fitted.pop("_device", None)  # written by format 1 files of skdynamo 0.1
+    _check_fitted_shapes(fitted, est.n_components, meta, family, path)
+    try:
+        est._set_fitted_state(fitted, meta, check_device(est.device))
+    except KeyError as exc:
+        raise ValueError(f"{path!r}: damaged embedder record (no {exc} entry).") from None
     if rec.get("history") is not None:
         from skorch.history import History
         est.history_ = History(json.loads(rec["history"]))

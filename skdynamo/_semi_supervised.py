@@ -6,7 +6,6 @@ import numpy as np
 from scipy.special import softmax
 import torch
 from sklearn.base import BaseEstimator
-from sklearn.cluster import KMeans
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import ClassifierTags, RegressorTags, check_random_state
@@ -16,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._applications import (check_inputs, embed_population, final_outputs, is_frozen,
                             resolve_embedder, run_network, unwrap)
-from ._standalone import bake
+from ._codes import multi_start_search, search_candidates
 from .utils.validation import check_models
 
 __all__ = ["DynamoSemiSupervised"]
@@ -301,7 +300,7 @@ class DynamoSemiSupervised(BaseEstimator):
         inner = unwrap(embedder)
         meta = inner.meta_model_
         x = check_inputs(X, meta)
-        n_steps = x.shape[1] if meta.kind == "rnn" else None
+        n_steps = inner.family_.n_timesteps(x)
         y = np.asarray(y)
         task = self._resolve_task(y)
         y, labeled, form = self._check_targets(y, x.shape[0], n_steps, meta.n_outputs, task)
@@ -329,36 +328,23 @@ class DynamoSemiSupervised(BaseEstimator):
             noise = 0.05 * std * torch.randn(xu.shape, generator=gen, device=ref.device)
         zp = t(Z.astype(np.float32))
         bw = _bandwidth(Z)
-        cand = Z if len(Z) <= 64 else KMeans(32, n_init=3, random_state=0).fit(Z).cluster_centers_
-        cand = t(cand.astype(np.float32))
+        cand = t(search_candidates(Z).astype(np.float32))
 
-        def objective(theta):
+        def objective(theta):                       # (1, S, d) -> (1, S)
+            theta = theta[0]
             nz = (None if noise is None
                   else noise.repeat(theta.shape[0], *([1] * (noise.ndim - 1))))
-            return self._objective(meta, theta, xl, yl, xu, nz, task, form, y_scale, zp, bw)
+            return self._objective(meta, theta, xl, yl, xu, nz, task, form, y_scale, zp,
+                                   bw)[None]
 
-        with torch.no_grad():
-            cand_loss = torch.cat([objective(cand[i:i + 16]) for i in range(0, len(cand), 16)])
-        k = min(self.n_starts, len(cand))
-        starts = cand[torch.topk(-cand_loss, k).indices].clone()
-        theta = starts.clone().requires_grad_(True)
-        opt = torch.optim.Adam([theta], lr=self.lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(self.max_iter, 1))
-        for _ in range(self.max_iter):
-            loss = objective(theta)
-            # autograd.grad: gradients w.r.t. theta only, the meta-model is left untouched.
-            (grad,) = torch.autograd.grad(loss.sum(), theta)
-            theta.grad = grad
-            opt.step()
-            sched.step()
-        with torch.no_grad():
-            final = objective(theta)
-        best = int(torch.argmin(final))
-        z = theta[best].detach().cpu().numpy().astype(np.float64)
+        found = multi_start_search(objective, cand, n_starts=self.n_starts,
+                                   max_iter=self.max_iter, lr=self.lr, score_chunk=16)
+        z = found.theta[0].cpu().numpy().astype(np.float64)
+        starts, final = found.starts[0], found.losses[0]
 
         self.embedder_ = embedder
         self.embedding_ = z
-        self.model_ = bake(meta, z)
+        self.model_ = inner.family_.bake(meta, z)
         self.start_embeddings_ = starts.cpu().numpy().astype(np.float64)
         self.start_losses_ = final.detach().cpu().numpy().astype(np.float64)
         self.n_labeled_ = int(labeled.sum())
@@ -416,9 +402,10 @@ class DynamoSemiSupervised(BaseEstimator):
         score : float
         """
         check_is_fitted(self)
-        meta = unwrap(self.embedder_).meta_model_
+        inner = unwrap(self.embedder_)
+        meta = inner.meta_model_
         x = check_inputs(X, meta)
-        n_steps = x.shape[1] if meta.kind == "rnn" else None
+        n_steps = inner.family_.n_timesteps(x)
         y, labeled, _ = self._check_targets(np.asarray(y), x.shape[0], n_steps,
                                             meta.n_outputs, self._task)
         if not labeled.any():

@@ -127,23 +127,10 @@ class StandaloneCNN(nn.Module):
         return self.trajectories(x)[1]
 
 
-@torch.no_grad()
-def _bake_cnn(meta, theta):
-    net = StandaloneCNN(meta.in_channels, meta.n_outputs, meta.hidden_size, meta.pools,
-                        meta.grid, meta.image_size).to(theta.device)
-    for conv, src, film in zip(net.convs, meta.convs, meta.films):
-        scale, shift = film(theta[None])
-        conv.weight.copy_(src.weight * scale[0][:, None, None, None])
-        conv.bias.copy_(src.bias * scale[0] + shift[0])
-    net.readout.load_state_dict(meta.readout.state_dict())
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net.eval()
-
-
-@torch.no_grad()
 def bake(meta, theta):
-    """Fold a fixed embedding ``theta`` into a :class:`StandaloneRNN` equal to ``meta`` at it.
+    """Fold a fixed embedding ``theta`` into a standalone module equal to ``meta`` at it.
+
+    The meta-model's family bakes it (``skdynamo.families``).
 
     Parameters
     ----------
@@ -155,24 +142,5 @@ def bake(meta, theta):
     StandaloneRNN or StandaloneCNN
         In eval mode, parameters without gradients, on ``meta``'s device.
     """
-    ref = next(meta.parameters())
-    theta = torch.as_tensor(theta, dtype=ref.dtype, device=ref.device).reshape(-1)
-    if getattr(meta, "kind", "rnn") == "cnn":
-        return _bake_cnn(meta, theta)
-    f = meta.n_inputs
-    net = StandaloneRNN(f, meta.n_outputs, meta.hidden_size, meta.cell).to(ref.device)
-    src = meta.rnn
-    net.rnn.weight_ih_l0.copy_(src.weight_ih_l0[:, :f])
-    net.rnn.weight_hh_l0.copy_(src.weight_hh_l0)
-    net.rnn.bias_ih_l0.copy_(src.bias_ih_l0 + src.weight_ih_l0[:, f:] @ theta)
-    net.rnn.bias_hh_l0.copy_(src.bias_hh_l0)
-    net.readout.load_state_dict(meta.readout.state_dict())
-    state0 = meta.initial_state(theta[None])
-    if meta.cell == "lstm":
-        net.h0.copy_(state0[0][0, 0])
-        net.c0.copy_(state0[1][0, 0])
-    else:
-        net.h0.copy_(state0[0, 0])
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net.eval()
+    from .families import family_of
+    return family_of(meta).bake(meta, theta)

@@ -33,7 +33,7 @@ from sklearn.metrics import adjusted_rand_score
 from conftest import assert_state_equal, state_snapshot
 from skdynamo import (DynamoAverager, DynamoCluster, DynamoEmbedder, DynamoSemiSupervised,
                       LayerTrajectories, StandaloneCNN, load_weights, record_cnn, save_weights)
-from skdynamo._cnn_recording import cnn_layers, record_cnn_population
+from skdynamo.families._convolutional import cnn_layers, record_cnn_population
 from skdynamo._standalone import bake
 from skdynamo.datasets import RecurrentNetwork, make_random_probes
 from skdynamo.datasets._cnn_zoo import ConvNetwork, digits_variant_labels, make_cnn_population
@@ -598,7 +598,7 @@ def test_user_written_cnns_of_mixed_designs():
     emb = DynamoEmbedder(probe_inputs=X, hidden_size=16, max_epochs=5, random_state=0)
     Z = emb.fit_transform(models)
     assert Z.shape == (4, 2) and np.all(np.isfinite(Z))
-    assert emb._n_steps == 4                       # LeNets (3 layers) aligned to 4 steps
+    assert emb.family_.n_steps == 4                       # LeNets (3 layers) aligned to 4 steps
     assert emb.maps_[0].shape == (4, 4, 10, 16)
     avg = DynamoAverager(FrozenEstimator(emb)).fit(models[:2])
     assert avg.predict(X[:5]).shape == (5, 4)
@@ -617,7 +617,7 @@ def test_single_logit_cnns_are_emulated_on_their_logit():
         X = torch.randn(40, 3, 8, 8).numpy()
     emb = DynamoEmbedder(probe_inputs=X, hidden_size=8, max_epochs=3, random_state=0)
     emb.fit(models)
-    assert emb._output_loss == "mse"
+    assert emb.loss_.output.name == "mse"
     assert emb.emulation_scores_.output_r2.shape == (3,)
     assert np.all(emb.emulation_scores_.output_r2 < 1.0)   # not the constant-softmax 1.0
     bad = DynamoEmbedder(probe_inputs=X, output_loss="kl", max_epochs=3)

@@ -13,7 +13,7 @@ from torch import nn
 
 from conftest import assert_state_equal, r2, state_snapshot, tiny_embedder
 from skdynamo import DivergenceError, DynamoEmbedder, Trajectories
-from skdynamo._recording import record
+from skdynamo.families._recurrent import record
 from skdynamo.datasets import RecurrentNetwork
 
 # Thresholds measured on the session population (random_state 0, 1, 2 gave mean output R²

@@ -28,7 +28,7 @@ from torch import nn
 from conftest import assert_state_equal, state_snapshot, tiny_embedder
 from skdynamo import (DivergenceError, DynamoAverager, DynamoCluster, DynamoEmbedder,
                       DynamoSemiSupervised, load_estimator, load_weights, save_weights)
-from skdynamo._recording import record_population
+from skdynamo.families._recurrent import record_population
 from skdynamo.datasets import RecurrentNetwork
 from skdynamo.datasets._cache import load_or_train
 

@@ -248,3 +248,31 @@ def test_load_estimator_bad_files(fitted, tmp_path):
                 tmp_path / "old.joblib")
     with pytest.warns(UserWarning, match="skdynamo 0.0.1"):
         load_estimator(tmp_path / "old.joblib", trusted=True)
+
+
+def test_weights_files_store_every_fitted_attribute(tiny_fitted):
+    """A fitted attribute added to DynamoEmbedder must be added to its ``_STATE`` (what a
+    weights file stores), or be rebuilt from it on load."""
+    rebuilt = {"family_", "loss_", "meta_model_", "history_", "_device"}
+    fitted = {k for k in vars(tiny_fitted) if k.endswith("_") or k.startswith("_")}
+    fitted -= set(tiny_fitted.get_params(deep=False))
+    assert fitted - rebuilt == set(type(tiny_fitted)._STATE)
+    state = tiny_fitted._fitted_state()
+    assert {"_kind", "_n_steps", "_output_loss", "_last_only"} <= set(state)
+
+
+def test_format_1_files_from_before_model_families_load(tiny_fitted, tiny_models, tmp_path):
+    """Format 1 as first written (recurrent fits only): no 'meta_kind', '_kind', '_n_steps'
+    or '_output_loss' entries."""
+    import torch
+    from skdynamo import load_weights, save_weights
+    path = tmp_path / "old.pt"
+    save_weights(tiny_fitted, path)
+    record = torch.load(path, weights_only=True)
+    del record["embedder"]["meta_kind"]
+    for key in ("_kind", "_n_steps", "_output_loss"):
+        del record["embedder"]["fitted"][key]
+    torch.save(record, path)
+    loaded = load_weights(path)
+    assert loaded.family_.name == "rnn" and loaded.loss_.output.name == "mse"
+    np.testing.assert_array_equal(loaded.transform(tiny_models), tiny_fitted.transform(tiny_models))

@@ -7,7 +7,8 @@ from torch import nn
 
 from conftest import assert_state_equal, state_snapshot
 from skdynamo import Trajectories
-from skdynamo._recording import input_width, record, record_population
+from skdynamo._recording import input_width
+from skdynamo.families._recurrent import record, record_population
 from skdynamo.datasets import RecurrentNetwork, make_random_probes
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}

@@ -6,10 +6,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
 
-from .._cnn_recording import record_cnn
-from .._recording import Trajectories, record
-from ..utils.validation import check_models, check_probe_inputs
-from ._output_space import _kind
+from .._recording import Trajectories
+from ..families import family_for_probes
+from ..utils.validation import check_models
 
 __all__ = ["LinearCKAEmbedding", "linear_cka", "cka_distances"]
 
@@ -45,21 +44,12 @@ def linear_cka(X, Y):
     return float(np.linalg.norm(Y.T @ X) ** 2 / denom)
 
 
-def _representation(model, probes, kind):
-    """A model's hidden states on the probes as one (n_samples, n_units) matrix: every
-    time step of every probe for recurrent models, the last recorded layer (penultimate
-    features) of a CNN."""
-    if isinstance(model, Trajectories):
-        t = model
-    elif kind == "cnn":
-        t = record_cnn(model, probes)
-    else:
-        t = record(model, probes)
-    if kind == "cnn":
-        layers = getattr(t, "layers", None)
-        return np.asarray(layers[-1] if layers else t.hidden[:, -1], dtype=np.float64)
-    h = np.asarray(t.hidden, dtype=np.float64)
-    return h.reshape(-1, h.shape[-1])
+def _representation(index, model, probes, family):
+    """A model's hidden states on the probes as one (n_samples, n_units) matrix
+    (:meth:`~skdynamo.families.ModelFamily.representation`): every time step of every
+    probe for recurrent models, the last recorded layer (penultimate features) of a CNN."""
+    t = model if isinstance(model, Trajectories) else family.record_member(index, model, probes)
+    return family.representation(t)
 
 
 def cka_distances(models, probe_inputs):
@@ -78,9 +68,9 @@ def cka_distances(models, probe_inputs):
         Symmetric, zero diagonal, values in [0, 1].
     """
     models = check_models(models, name="models")
-    kind = _kind(probe_inputs)
-    probes = check_probe_inputs(probe_inputs, models, kind=kind)
-    reps = [_representation(m, probes, kind) for m in models]
+    family = family_for_probes(probe_inputs)()
+    probes = family.check_probes(probe_inputs, models)
+    reps = [_representation(i, m, probes, family) for i, m in enumerate(models)]
     n = len(reps)
     D = np.zeros((n, n))
     for i in range(n):

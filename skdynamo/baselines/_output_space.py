@@ -37,10 +37,6 @@ def model_outputs(model, probes):
         model.train(was_training)
 
 
-def _kind(probes):
-    return "cnn" if np.ndim(probes) == 4 else "rnn"
-
-
 class OutputSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Baseline: embed models by PCA of their outputs on shared probe inputs.
 
@@ -89,7 +85,7 @@ class OutputSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             raise ValueError("OutputSpaceEmbedding needs probe_inputs=, an array of shape "
                              "(n_probes, n_timesteps, n_features).")
         models = check_models(X)
-        probes = check_probe_inputs(self.probe_inputs, models, kind=_kind(self.probe_inputs))
+        probes = check_probe_inputs(self.probe_inputs, models)
         if self.n_components > len(models):
             raise ValueError(f"n_components={self.n_components} exceeds the number of models "
                              f"({len(models)}).")
@@ -109,7 +105,7 @@ class OutputSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         """Embed models with the fitted PCA."""
         check_is_fitted(self)
         models = check_models(X)
-        probes = check_probe_inputs(self.probe_inputs_, models, kind=_kind(self.probe_inputs_))
+        probes = check_probe_inputs(self.probe_inputs_, models)
         feats = self._features(models, probes)
         if feats.shape[1] != self.pca_.n_features_in_:
             raise ValueError(f"Models produce {feats.shape[1]} output values on the probes; the "

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 __all__ = ["ConditionedRNN", "ConditionedCNN", "FiLM", "DynamoModule", "EmulatedNetwork",
-           "CELLS", "build_meta_model"]
+           "CELLS", "META_MODELS", "build_meta_model"]
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -57,6 +57,40 @@ class ConditionedRNN(nn.Module):
         inp = torch.cat([x, theta[:, None, :].expand(batch, steps, theta.shape[-1])], dim=-1)
         g, _ = self.rnn(inp, self.initial_state(theta))
         return self.readout(g), g
+
+    @property
+    def state_size(self):
+        """Width of the states returned per step (what the per-model maps read)."""
+        return self.hidden_size
+
+    @property
+    def step_state_size(self):
+        """Width of the full recurrent state used by :meth:`step` (``[h, c]`` for LSTM)."""
+        return self.hidden_size * (2 if self.cell == "lstm" else 1)
+
+    @property
+    def config(self):
+        """Constructor arguments: ``ConditionedRNN(**meta.config)`` rebuilds the module."""
+        return dict(n_inputs=self.n_inputs, n_outputs=self.n_outputs,
+                    n_components=self.n_components, hidden_size=self.hidden_size,
+                    cell=self.cell)
+
+    def flat_initial_state(self, theta):
+        """``g_0`` at embeddings ``theta`` (batch, d) as one (batch, step_state_size) tensor."""
+        h0 = self.initial_state(theta)
+        return torch.cat([h[0] for h in h0], -1) if isinstance(h0, tuple) else h0[0]
+
+    def step(self, x_t, h, theta):
+        """One step of the conditioned cell: ``x_t`` (batch, n_inputs), ``h`` (batch,
+        step_state_size), ``theta`` (batch, d)."""
+        inp = torch.cat([x_t, theta], dim=-1)[:, None]
+        if self.cell == "lstm":
+            hh, cc = h.chunk(2, dim=-1)
+            _, (hn, cn) = self.rnn(inp, (hh[None].contiguous(), cc[None].contiguous()))
+            return torch.cat([hn[0], cn[0]], dim=-1)
+        _, hn = self.rnn(inp, h[None].contiguous())
+        return hn[0]
+
 
 def _pool_plan(image_size, n_steps):
     """Which stages end with a 2x2 max-pool: halve the feature map while both sides >= 4."""
@@ -144,6 +178,22 @@ class ConditionedCNN(nn.Module):
         cells = 1 if self.grid is None else self.grid[0] * self.grid[1]
         return self.hidden_size * cells
 
+    step_state_size = state_size
+
+    @property
+    def config(self):
+        """Constructor arguments: ``ConditionedCNN(**meta.config)`` rebuilds the module."""
+        return dict(in_channels=self.in_channels, n_outputs=self.n_outputs,
+                    n_components=self.n_components, n_steps=self.n_steps,
+                    image_size=self.image_size, hidden_size=self.hidden_size, grid=self.grid)
+
+    def flat_initial_state(self, *args):
+        """Not defined: layers are this meta-model's time axis (a TypeError)."""
+        raise TypeError("A convolutional meta-model has no recurrent update: layers are "
+                        "its time axis, so fixed points and recurrent_step do not apply.")
+
+    step = flat_initial_state
+
     def _state(self, a):
         if self.grid is None:
             return a.mean(dim=(2, 3))
@@ -164,13 +214,16 @@ class ConditionedCNN(nn.Module):
         return self.readout(x.mean(dim=(2, 3))), torch.stack(states, dim=1)
 
 
+#: Meta-model classes by their ``kind`` (the ``meta_params['kind']`` of DynamoModule).
+META_MODELS = {cls.kind: cls for cls in (ConditionedRNN, ConditionedCNN)}
+
+
 def build_meta_model(kind, **params):
     """A :class:`ConditionedRNN` (``kind='rnn'``) or :class:`ConditionedCNN` (``'cnn'``)."""
-    if kind == "cnn":
-        return ConditionedCNN(**params)
-    if kind == "rnn":
-        return ConditionedRNN(**params)
-    raise ValueError(f"Unknown meta-model kind {kind!r}; expected 'rnn' or 'cnn'.")
+    if kind not in META_MODELS:
+        raise ValueError(f"Unknown meta-model kind {kind!r}; expected one of "
+                         f"{sorted(META_MODELS)}.")
+    return META_MODELS[kind](**params)
 
 
 class DynamoModule(nn.Module):
@@ -208,7 +261,7 @@ class DynamoModule(nn.Module):
         self.embeddings = nn.Parameter(init)
         per_step = self.meta.per_step_maps
         steps = (self.meta.n_steps,) if per_step else ()
-        width = self.meta.state_size if per_step else self.meta.hidden_size
+        width = self.meta.state_size
         self.map_weight = nn.Parameter(torch.zeros(n_models, *steps, n_targets, width))
         self.map_bias = nn.Parameter(torch.zeros(n_models, *steps, n_targets))
         mask = (torch.ones(n_models, *steps, n_targets) if target_mask is None
@@ -266,11 +319,10 @@ class EmulatedNetwork(nn.Module):
         self.register_buffer("theta", torch.as_tensor(theta, dtype=ref.dtype,
                                                       device=ref.device).reshape(-1))
         self.n_inputs = meta.n_inputs
-        if meta.kind == "cnn":
-            self.hidden_size = meta.state_size
-            self.input_shape = meta.input_shape
-        else:
-            self.hidden_size = meta.hidden_size * (2 if meta.cell == "lstm" else 1)
+        self.hidden_size = meta.step_state_size
+        shape = getattr(meta, "input_shape", None)  # images: what the network takes
+        if shape is not None:
+            self.input_shape = shape
 
     def _theta(self, batch):
         return self.theta[None].expand(batch, -1)
@@ -284,24 +336,10 @@ class EmulatedNetwork(nn.Module):
         """Outputs for inputs ``x`` (sequences or images, as the meta-model takes)."""
         return self.trajectories(x)[1]
 
-    def _check_recurrent(self):
-        if self.meta.kind != "rnn":
-            raise TypeError("A convolutional meta-model has no recurrent update: layers are "
-                            "its time axis, so fixed points and recurrent_step do not apply.")
-
     def initial_state(self, batch=1):
         """The initial state ``g_0`` (batch, hidden_size); ``[h, c]`` for LSTM."""
-        self._check_recurrent()
-        h0 = self.meta.initial_state(self._theta(batch))
-        return torch.cat([h[0] for h in h0], -1) if isinstance(h0, tuple) else h0[0]
+        return self.meta.flat_initial_state(self._theta(batch))
 
     def recurrent_step(self, x_t, h):
         """One step of the conditioned cell: ``x_t`` (batch, n_inputs), ``h`` (batch, H)."""
-        self._check_recurrent()
-        inp = torch.cat([x_t, self._theta(x_t.shape[0])], dim=-1)[:, None]
-        if self.meta.cell == "lstm":
-            hh, cc = h.chunk(2, dim=-1)
-            _, (hn, cn) = self.meta.rnn(inp, (hh[None].contiguous(), cc[None].contiguous()))
-            return torch.cat([hn[0], cn[0]], dim=-1)
-        _, hn = self.meta.rnn(inp, h[None].contiguous())
-        return hn[0]
+        return self.meta.step(x_t, h, self._theta(x_t.shape[0]))

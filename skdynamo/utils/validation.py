@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._recording import Trajectories, input_width
+from .._recording import Trajectories
 
 __all__ = ["as_probe_array", "check_models", "check_probe_inputs"]
 
@@ -62,53 +62,15 @@ def as_probe_array(probe_inputs):
                         f"{type(probe_inputs).__name__}.") from exc
 
 
-def check_probe_inputs(probe_inputs, models, *, kind="rnn"):
-    """Validate probe inputs against the models.
+def check_probe_inputs(probe_inputs, models, *, kind=None):
+    """Validate probe inputs against the models; returns a float32 array.
 
-    ``kind='rnn'``: sequences ``(n_probes, n_timesteps, n_features)`` whose width matches
-    the width each model declares. ``kind='cnn'``: images ``(n_probes, channels, height,
-    width)`` whose channels match each model's first ``nn.Conv2d``. Returns a float32
-    array.
+    ``kind`` names the model family (``'rnn'``: sequences ``(n_probes, n_timesteps,
+    n_features)`` whose width matches each model's; ``'cnn'``: images ``(n_probes,
+    channels, height, width)`` whose channels match each model's first ``nn.Conv2d``);
+    ``None`` picks the family of the probes' rank. The family checks
+    (:meth:`skdynamo.families.ModelFamily.check_probes`).
     """
-    probes = as_probe_array(probe_inputs)
-    if kind == "cnn":
-        if probes.ndim != 4:
-            hint = (" For single-channel images add the channel axis: images[:, None]."
-                    if probes.ndim == 3 else "")
-            raise ValueError(f"probe_inputs must be images of shape (n_probes, channels, "
-                             f"height, width) for convolutional models; got shape "
-                             f"{probes.shape}.{hint}")
-        if probes.shape[0] < 2 or min(probes.shape[1:]) < 1:
-            raise ValueError(f"probe_inputs needs at least 2 images of at least one channel "
-                             f"and pixel; got shape {probes.shape}.")
-    else:
-        if probes.ndim != 3:
-            hint = (" Images (n, channels, height, width) need meta_model='cnn' or 'auto'."
-                    if probes.ndim == 4 else "")
-            raise ValueError(f"probe_inputs must have rank 3 (n_probes, n_timesteps, "
-                             f"n_features) for recurrent models; got shape {probes.shape}."
-                             f"{hint}")
-        if probes.shape[0] < 2 or probes.shape[1] < 1 or probes.shape[2] < 1:
-            raise ValueError(f"probe_inputs needs at least 2 sequences of at least one step "
-                             f"and one feature; got shape {probes.shape}.")
-    if not np.all(np.isfinite(probes)):
-        raise ValueError("probe_inputs contains NaN or infinite values.")
-    for i, m in enumerate(models):
-        if isinstance(m, nn.Module):
-            if kind == "cnn":
-                conv = next(((n, c) for n, c in m.named_modules()
-                             if isinstance(c, nn.Conv2d)), None)
-                if conv is not None and conv[1].in_channels != probes.shape[1]:
-                    raise ValueError(
-                        f"Model {i} ({type(m).__name__}): its first convolution {conv[0]!r} "
-                        f"takes {conv[1].in_channels} channels, but the probe images have "
-                        f"{probes.shape[1]} (images of shape (n, channels, height, width)).")
-                continue
-            width = input_width(m)
-            if width is not None and width != probes.shape[-1]:
-                raise ValueError(f"Model {i} ({type(m).__name__}) takes inputs of width "
-                                 f"{width}, but probe_inputs has {probes.shape[-1]} features.")
-        elif m.hidden.shape[0] != probes.shape[0]:
-            raise ValueError(f"Model {i} is a Trajectories recorded on {m.hidden.shape[0]} "
-                             f"probes, but probe_inputs has {probes.shape[0]}.")
-    return probes
+    from ..families import FAMILIES, family_for_probes
+    family = family_for_probes(probe_inputs) if kind is None else FAMILIES[kind]
+    return family().check_probes(probe_inputs, models)

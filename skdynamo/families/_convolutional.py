@@ -10,19 +10,29 @@ layer index, which also keeps every layer's vectors at their own width.
 Members of a population may differ in width (handled downstream by per-model maps) and
 in depth; :func:`align_depths` resamples members to a common number of steps by relative
 depth.
+
+:class:`ConvolutionalFamily` is the family object: FiLM-conditioned
+:class:`~skdynamo.nn.ConditionedCNN` meta-model, one map per member and layer, KL on the
+logits by default, baked into a :class:`~skdynamo.StandaloneCNN`.
 """
 
 import numbers
 
 import numpy as np
 import torch
+from sklearn.utils import Bunch
 from torch import nn
 
-from ._guards import check_magnitude
-from ._recording import Trajectories, record_each
+from .._guards import check_magnitude
+from .._recording import Trajectories, probe_batches, record_each, recording
+from .._standalone import StandaloneCNN
+from .._targets import pad_targets, reduce_layers
+from ..nn import ConditionedCNN
+from ._base import ModelFamily
+from ._recurrent import recurrent_layers
 
-__all__ = ["LayerTrajectories", "cnn_layers", "record_cnn", "align_depths",
-           "record_cnn_population"]
+__all__ = ["ConvolutionalFamily", "LayerTrajectories", "cnn_layers", "record_cnn",
+           "align_depths", "record_cnn_population"]
 
 _ACTIVATIONS = tuple(
     cls for cls in vars(nn.modules.activation).values()
@@ -269,11 +279,6 @@ def record_cnn(model, images, *, layers="auto", spatial="pool", batch_size=512, 
     images = _check_images(model, images, who)
     grid = _check_spatial(spatial)
     chosen = cnn_layers(model, layers)
-    try:
-        param = next(model.parameters())
-        device, dtype = param.device, param.dtype
-    except StopIteration:
-        device, dtype = torch.device("cpu"), torch.float32
     captured = {key: [] for key, _, _ in chosen}
     order = []
 
@@ -285,7 +290,6 @@ def record_cnn(model, images, *, layers="auto", spatial="pool", batch_size=512, 
                 order.append(key)
         return hook
 
-    was_training = [(m, m.training) for m in model.modules()]
     handles = []
     per_layer = {key: [] for key, _, _ in chosen}
     outputs = []
@@ -294,12 +298,8 @@ def record_cnn(model, images, *, layers="auto", spatial="pool", batch_size=512, 
             hook = make_hook(key, where)
             handles.append(module.register_forward_pre_hook(hook) if where == "input"
                            else module.register_forward_hook(hook))
-        model.eval()
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                # A copy: a model editing its input in place must not corrupt the probes.
-                x = torch.as_tensor(images[start: start + batch_size], device=device,
-                                    dtype=dtype).clone()
+        with recording(model):
+            for x in probe_batches(model, images, batch_size):
                 for key in captured:
                     captured[key].clear()
                 out = model(x)
@@ -319,8 +319,6 @@ def record_cnn(model, images, *, layers="auto", spatial="pool", batch_size=512, 
     finally:
         for h in handles:
             h.remove()
-        for m, flag in was_training:
-            m.training = flag
     arrays = [np.concatenate(per_layer[key]) for key in order]
     for key, arr in zip(order, arrays):
         if not np.all(np.isfinite(arr)):
@@ -397,51 +395,30 @@ def align_depths(trajectories, n_steps="max"):
     return aligned
 
 
-def _record_one(index, model, images, layers, spatial, recorder):
-    if isinstance(model, Trajectories):
-        return model
+def _record_member(index, model, images, layers, spatial, recorder):
+    if recorder is None:
+        return record_cnn(model, images, layers=layers, spatial=spatial, name=str(index))
+    result = recorder(model, np.array(images))  # a copy each: see record_cnn
+    if isinstance(result, LayerTrajectories):
+        return result
     try:
-        if recorder is None:
-            return record_cnn(model, images, layers=layers, spatial=spatial, name=str(index))
-        result = recorder(model, np.array(images))  # a copy each: see record_cnn
-        if isinstance(result, LayerTrajectories):
-            return result
-        try:
-            per_layer, outputs = result
-        except (TypeError, ValueError):
-            raise TypeError("a recorder for CNNs must return a LayerTrajectories or a pair "
-                            "(layers, outputs): a list of (n_images, n_units_l) arrays (or an "
-                            "(n_images, n_layers, n_units) array) and (n_images, n_outputs) "
-                            "logits.") from None
-        if isinstance(per_layer, (np.ndarray, torch.Tensor)) and np.ndim(per_layer) == 3:
-            per_layer = [per_layer[:, i] for i in range(per_layer.shape[1])]
-        per_layer = [np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a)
-                     for a in per_layer]
-        outputs = np.asarray(outputs.detach().cpu() if isinstance(outputs, torch.Tensor)
-                             else outputs)
-        return LayerTrajectories(per_layer, outputs, name=str(index))
-    except Exception as exc:  # noqa: BLE001 - re-raised with the model's index
-        raise ValueError(f"Recording model {index} ({type(model).__name__}) failed: "
-                         f"{exc}") from exc
+        per_layer, outputs = result
+    except (TypeError, ValueError):
+        raise TypeError("a recorder for CNNs must return a LayerTrajectories or a pair "
+                        "(layers, outputs): a list of (n_images, n_units_l) arrays (or an "
+                        "(n_images, n_layers, n_units) array) and (n_images, n_outputs) "
+                        "logits.") from None
+    if isinstance(per_layer, (np.ndarray, torch.Tensor)) and np.ndim(per_layer) == 3:
+        per_layer = [per_layer[:, i] for i in range(per_layer.shape[1])]
+    per_layer = [np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a)
+                 for a in per_layer]
+    outputs = np.asarray(outputs.detach().cpu() if isinstance(outputs, torch.Tensor)
+                         else outputs)
+    return LayerTrajectories(per_layer, outputs, name=str(index))
 
 
-def record_cnn_population(models, images, *, layers="auto", spatial="pool", align="max",
-                          recorder=None, n_jobs=None):
-    """Record every CNN of a population (:func:`record_cnn`), then align depths.
-
-    Elements may also be precomputed :class:`LayerTrajectories`. Members must share the
-    output space: a member whose number of outputs differs from model 0's raises an error
-    naming it. ``align`` is passed to :func:`align_depths` as ``n_steps`` (``None`` skips
-    alignment). ``recorder(model, images)``, when given, replaces :func:`record_cnn` and
-    returns a :class:`LayerTrajectories` or ``(layers, outputs)``. Recording runs in
-    threads; a module listed several times is recorded once, models sharing a
-    submodule one after the other.
-    """
-    models = list(models)
-    if not models:
-        raise ValueError("record_cnn_population needs at least one model.")
-    recorded = record_each(
-        models, lambda i, m: _record_one(i, m, images, layers, spatial, recorder), n_jobs)
+def _check_population(recorded, images):
+    """Recordings of a CNN population against each other and the probe images."""
     for i, t in enumerate(recorded):
         if not isinstance(t, LayerTrajectories):
             raise TypeError(f"Model {i} is a {type(t).__name__}; image probes need "
@@ -460,4 +437,146 @@ def record_cnn_population(models, images, *, layers="auto", spatial="pool", alig
             raise ValueError(f"Model {i} has outputs of shape {t.outputs.shape[1:]} per image "
                              f"but model 0 has {n_out}: members must share the output space "
                              "(the same classes).")
+    return recorded
+
+
+def record_cnn_population(models, images, *, layers="auto", spatial="pool", align="max",
+                          recorder=None, n_jobs=None):
+    """Record every CNN of a population (:func:`record_cnn`), then align depths.
+
+    Elements may also be precomputed :class:`LayerTrajectories`. Members must share the
+    output space: a member whose number of outputs differs from model 0's raises an error
+    naming it. ``align`` is passed to :func:`align_depths` as ``n_steps`` (``None`` skips
+    alignment). ``recorder(model, images)``, when given, replaces :func:`record_cnn` and
+    returns a :class:`LayerTrajectories` or ``(layers, outputs)``. Recording runs in
+    threads; a module listed several times is recorded once, models sharing a
+    submodule one after the other.
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("record_cnn_population needs at least one model.")
+    recorded = record_each(
+        models, lambda i, m: _record_member(i, m, images, layers, spatial, recorder), n_jobs)
+    recorded = _check_population(recorded, images)
     return recorded if align is None else align_depths(recorded, align)
+
+
+def is_convolutional(model):
+    """A module with a 2-D convolution and no recurrent layer."""
+    return (isinstance(model, torch.nn.Module) and not recurrent_layers(model)
+            and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()))
+
+
+@torch.no_grad()
+def bake_cnn(meta, theta):
+    """Fold ``theta`` into a :class:`~skdynamo.StandaloneCNN` equal to ``meta`` at it: the
+    FiLM scale and shift after each convolution fold into its weights and bias."""
+    net = StandaloneCNN(meta.in_channels, meta.n_outputs, meta.hidden_size, meta.pools,
+                        meta.grid, meta.image_size).to(theta.device)
+    for conv, src, film in zip(net.convs, meta.convs, meta.films):
+        scale, shift = film(theta[None])
+        conv.weight.copy_(src.weight * scale[0][:, None, None, None])
+        conv.bias.copy_(src.bias * scale[0] + shift[0])
+    net.readout.load_state_dict(meta.readout.state_dict())
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
+class ConvolutionalFamily(ModelFamily):
+    """Convolutional networks: probe images ``(n, C, H, W)``, recorded layers as time.
+
+    Members of different depths are aligned by relative depth to :attr:`n_steps` steps
+    (:func:`align_depths`); each member's layers are PCA-reduced separately.
+    """
+
+    name = "cnn"
+    probe_rank = 4
+    meta_class = ConditionedCNN
+    standalone_class = StandaloneCNN
+    # An image is one step per layer, so CNNs take more images for their per-layer maps.
+    n_search_probes = 128
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self.grid = _check_spatial(self.spatial)
+
+    @classmethod
+    def is_member(cls, model):
+        return isinstance(model, LayerTrajectories) or is_convolutional(model)
+
+    @classmethod
+    def probe_mismatch(cls, index, model, shape):
+        hint = (" For single-channel images add the channel axis: images[:, None]."
+                if len(shape) == 3 else "")
+        return (f"Model {index} ({type(model).__name__}) is convolutional but probe_inputs "
+                f"have shape {shape}: convolutional models need probe images of shape "
+                f"(n_images, channels, height, width).{hint}")
+
+    def _check_probe_shape(self, probes):
+        if probes.ndim != 4:
+            hint = (" For single-channel images add the channel axis: images[:, None]."
+                    if probes.ndim == 3 else "")
+            raise ValueError(f"probe_inputs must be images of shape (n_probes, channels, "
+                             f"height, width) for convolutional models; got shape "
+                             f"{probes.shape}.{hint}")
+        if probes.shape[0] < 2 or min(probes.shape[1:]) < 1:
+            raise ValueError(f"probe_inputs needs at least 2 images of at least one channel "
+                             f"and pixel; got shape {probes.shape}.")
+
+    def _check_member_probes(self, index, model, probes):
+        conv = next(((n, c) for n, c in model.named_modules()
+                     if isinstance(c, nn.Conv2d)), None)
+        if conv is not None and conv[1].in_channels != probes.shape[1]:
+            raise ValueError(
+                f"Model {index} ({type(model).__name__}): its first convolution {conv[0]!r} "
+                f"takes {conv[1].in_channels} channels, but the probe images have "
+                f"{probes.shape[1]} (images of shape (n, channels, height, width)).")
+
+    def default_probes(self, models, rng):
+        raise ValueError(
+            "probe_inputs=None: convolutional models need probe images. Pass "
+            "probe_inputs=, an array of shape (n_images, channels, height, width), "
+            "ideally held-out images of the task.")
+
+    def record_member(self, index, model, probes):
+        recorder = None if self.recorder == "auto" else self.recorder
+        return _record_member(index, model, probes, self.layers, self.spatial, recorder)
+
+    def check_recordings(self, recordings, probes):
+        recordings = _check_population(recordings, probes)
+        return align_depths(recordings, self.n_steps)
+
+    def representation(self, recording):
+        # The last recorded layer: the penultimate features.
+        layers = getattr(recording, "layers", None)
+        return np.asarray(layers[-1] if layers else recording.hidden[:, -1], dtype=np.float64)
+
+    def targets(self, recordings, probes, train_idx):
+        reduced, masks = zip(*(reduce_layers(t.layers, train_idx, self.n_pcs)
+                               for t in recordings))
+        hidden, mask = pad_targets(reduced, self.n_pcs, masks)
+        return Bunch(hidden=hidden, mask=mask,
+                     output_shape=tuple(recordings[0].outputs.shape[1:]),
+                     n_steps=hidden.shape[2])
+
+    def meta_params(self, probes, targets, *, n_components, hidden_size, cell):
+        return dict(kind=self.meta_class.kind, in_channels=probes.shape[1],
+                    n_outputs=targets.output_shape[-1], n_components=n_components,
+                    n_steps=targets.n_steps, image_size=probes.shape[2:],
+                    hidden_size=hidden_size, grid=self.grid)
+
+    def default_output_loss(self, output_shape):
+        # A softmax over one output is constant: single-logit (binary) classifiers are
+        # emulated on their raw outputs.
+        return "kl" if output_shape[-1] > 1 else "mse"
+
+    def bake(self, meta, theta):
+        return bake_cnn(meta, self._theta(meta, theta))
+
+    @classmethod
+    def probe_shape(cls, meta):
+        return (meta.in_channels, *meta.image_size)
+
+    def n_timesteps(self, x):
+        return None

@@ -1,0 +1,100 @@
+"""The loss (skdynamo._loss): output losses, the data term, the penalty and R^2."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import r2_score
+
+from skdynamo._loss import (OUTPUT_LOSSES, DynamoLoss, KLOutput, MSEOutput, as_numpy_r2,
+                            hidden_loss, pooled_r2, resolve_output_loss)
+from skdynamo.families import ConvolutionalFamily, RecurrentFamily
+
+
+def _t(*shape, seed=0):
+    return torch.as_tensor(np.random.RandomState(seed).standard_normal(shape),
+                           dtype=torch.float64)
+
+
+def test_pooled_r2_is_sklearns_variance_weighted_r2_per_model():
+    y, p = _t(3, 20, 5, 4), _t(3, 20, 5, 4, seed=1)
+    p = y + 0.3 * p
+    got = pooled_r2(p, y).numpy()
+    for m in range(3):
+        want = r2_score(y[m].reshape(-1, 4), p[m].reshape(-1, 4),
+                        multioutput="variance_weighted")
+        assert got[m] == pytest.approx(want, rel=1e-10)
+    assert as_numpy_r2(p[0].numpy(), y[0].numpy()) == pytest.approx(got[0], rel=1e-12)
+
+
+def test_pooled_r2_floors_a_constant_target():
+    y = torch.ones(1, 10, 2, dtype=torch.float64)
+    r2 = pooled_r2(y + 1e-3, y)
+    assert torch.isfinite(r2).all() and r2.item() > -1.0
+    assert pooled_r2(y, y).item() == 1.0
+
+
+def test_mse_output_is_one_minus_r2_and_kl_compares_probabilities():
+    y = _t(2, 30, 3)
+    scale = torch.as_tensor([float(y[i].reshape(-1, 3).var(0, unbiased=False).sum())
+                             for i in range(2)], dtype=torch.float64)
+    mse = MSEOutput()
+    np.testing.assert_allclose(mse(y, y, scale), 0.0)
+    mean = y.mean(1, keepdim=True).expand_as(y)
+    np.testing.assert_allclose(mse(mean, y, scale).numpy(), 1.0, rtol=1e-10)
+    np.testing.assert_allclose(mse(y + 0.1 * _t(2, 30, 3, seed=3), y, scale).numpy(),
+                               1 - pooled_r2(y + 0.1 * _t(2, 30, 3, seed=3), y).numpy(),
+                               rtol=1e-10)
+    kl = KLOutput()
+    np.testing.assert_allclose(kl(y + 5.0, y, None).numpy(), 0.0, atol=1e-12)  # shift-free
+    assert torch.all(kl(_t(2, 30, 3, seed=4), y, None) > 0)
+    assert kl.classifies and not mse.classifies
+    np.testing.assert_allclose(kl.behaviour(np.zeros((2, 4))), 0.25)
+    r2, agreement = kl.scores(y, y)
+    np.testing.assert_allclose(r2, 1.0)
+    np.testing.assert_allclose(agreement, 1.0)
+    assert mse.scores(y, y)[1] is None
+    assert set(OUTPUT_LOSSES) == {"mse", "kl"}
+
+
+def test_dynamo_loss_forward_is_the_mean_of_the_per_model_loss():
+    n, b, t, o, k = 3, 5, 4, 2, 6
+    y_hat, h_hat = _t(n, b, t, o).float(), _t(n, b, t, k, seed=1).float()
+    y, h = _t(b, n, t, o, seed=2).float(), _t(b, n, t, k, seed=3).float()  # probes first
+    scale = torch.tensor([1.0, 2.0, 0.5])
+    loss = DynamoLoss("mse", hidden_weight=0.7, embedding_l2=0.1, output_scale=scale)
+    per = loss.per_model(y_hat, y.transpose(0, 1), h_hat, h.transpose(0, 1), scale)
+    assert per.shape == (n,)
+    assert loss((y_hat, h_hat), (y, h)).item() == pytest.approx(per.mean().item(), rel=1e-6)
+    want = MSEOutput()(y_hat, y.transpose(0, 1), scale) + 0.7 * hidden_loss(
+        h_hat, h.transpose(0, 1))
+    np.testing.assert_allclose(per.numpy(), want.numpy(), rtol=1e-6)
+    theta = torch.ones(4, 2)
+    np.testing.assert_allclose(loss.penalty(theta).numpy(), 0.2)
+
+
+def test_last_only_compares_the_last_step():
+    y_hat = _t(2, 5, 4, 3).float()
+    loss = DynamoLoss("kl", last_only=True)
+    last = y_hat[:, :, -1]
+    np.testing.assert_allclose(loss.per_model(y_hat, last, torch.zeros(2, 5, 4, 1),
+                                              torch.zeros(2, 5, 4, 1), None).numpy(), 0.0,
+                               atol=1e-6)
+    out_r2, hid_r2, agreement = loss.scores(y_hat, last, torch.zeros(2, 5, 4, 1),
+                                            torch.zeros(2, 5, 4, 1))
+    np.testing.assert_allclose(agreement, 1.0)
+
+
+def test_output_loss_resolution():
+    assert resolve_output_loss("auto", RecurrentFamily(), (10, 3)).name == "mse"
+    assert resolve_output_loss("auto", ConvolutionalFamily(), (10,)).name == "kl"
+    assert resolve_output_loss("auto", ConvolutionalFamily(), (1,)).name == "mse"
+    assert resolve_output_loss("kl", RecurrentFamily(), (10, 3)).name == "kl"
+    with pytest.raises(ValueError, match="softmax over one output is constant"):
+        resolve_output_loss("kl", RecurrentFamily(), (10, 1))
+
+
+def test_the_fitted_embedder_exposes_the_loss_it_trained_with(tiny_fitted):
+    loss = tiny_fitted.loss_
+    assert isinstance(loss, DynamoLoss) and loss.output.name == "mse"
+    assert loss.hidden_weight == tiny_fitted.hidden_weight
+    assert loss.embedding_l2 == tiny_fitted.embedding_l2 and not loss.last_only

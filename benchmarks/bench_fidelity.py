@@ -43,20 +43,23 @@ epochs, cap : ``len(emb.history_)``, and whether the fit reached ``max_epochs`` 
     improving (``not emb.converged_``: cut by the cap rather than ended by convergence).
     Target: no cap.
 fit s, threads : wall time of ``fit`` and ``torch.get_num_threads()``.
-ARI dyn / out / cka : adjusted Rand index of k-means (k = number of labels, n_init=10,
-    random_state=rs) on DYNAMO's embeddings, on ``OutputSpaceEmbedding`` (outputs on the
-    probes + PCA, same number of components) and on ``LinearCKAEmbedding`` (classical MDS
-    of 1 - linear CKA between hidden states). Target: DYNAMO >= 0.95 wherever the output
-    space reaches 0.95; >= 0.9 on ``hidden``.
+ARI map / clu / out / cka : adjusted Rand index of k-means (k = number of labels,
+    n_init=10, random_state=rs) on DYNAMO's embeddings (the map), on the features
+    ``DynamoCluster`` clusters by default (``emb.behaviour()`` at the training embeddings:
+    emulated outputs and meta-model states on held-out probes, PCA to 10 components), on
+    ``OutputSpaceEmbedding`` (outputs on the probes + PCA, same number of components) and
+    on ``LinearCKAEmbedding`` (classical MDS of 1 - linear CKA between hidden states).
+    Target: DYNAMO >= 0.95 wherever the output space reaches 0.95; >= 0.9 on ``hidden``.
 avg ratio : (averaging) task MSE on 512 fresh task sequences of the meta-model at the
     centroid of the group (``DynamoAverager(DynamoEmbedder(probe_inputs=...,
     random_state=rs)).fit(group)``: that fit is the group's embedder fit, whose fidelity
     figures are the row's) divided by the members' median task MSE; weight averaging
     (``baselines.average_weights``) of the same members for reference. Target: <= 1.1 on
     both tasks, with members at task MSE <= 0.005.
-stability : ``skdynamo.embedding_disagreement`` over the refits at the seeds
+stability map / beh : ``skdynamo.embedding_disagreement`` over the refits at the seeds
     run: RMS distance between Procrustes-aligned embeddings (rotation/reflection, scale,
-    shift) / mean distance between members, mean over pairs. Target: <= 0.1.
+    shift) / mean distance between members, mean over pairs; the same for the behaviour
+    features above. Target: <= 0.1.
 loss vs time : for ``default`` at the first seed, the cumulative epoch time and the
     validation loss per epoch (``emb.history_``), printed every few epochs and stored in
     full.
@@ -75,6 +78,8 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
+
+from sklearn.decomposition import PCA
 
 from skdynamo import DynamoAverager, DynamoEmbedder
 from skdynamo import embedding_disagreement
@@ -149,6 +154,13 @@ def _ari(Z, labels, rs):
     return float(adjusted_rand_score(labels, pred))
 
 
+def _behaviour_features(emb):
+    """What ``DynamoCluster(emb)`` clusters with its default ``space='behaviour'``: the
+    fitted embedder's behaviour features at the training embeddings, reduced by PCA."""
+    F = emb.behaviour()
+    return PCA(n_components=min(10, len(F) - 1), svd_solver="full").fit_transform(F)
+
+
 def baseline_embeddings(group, n_components):
     out = OutputSpaceEmbedding(group["probes"], n_components=n_components, random_state=0)
     Z_out = out.fit_transform(group["models"])
@@ -209,20 +221,24 @@ def run_group(name, group, seeds, curve):
         wavg = task_mse(average_weights(group["models"]), group["task"])
         entry["weight_average"] = dict(mse=wavg,
                                        ratio=wavg / float(np.median(group["scores"])))
-    embeddings = []
+    embeddings, behaviours = [], []
     for rs in seeds:
         emb, Z, row = fit_one(group, rs)
         embeddings.append(Z)
+        behaviours.append(_behaviour_features(emb))
         if labels is not None:
-            row.update(ari_dynamo=_ari(Z, labels, rs), ari_output=_ari(Z_out, labels, rs),
-                       ari_cka=_ari(Z_cka, labels, rs))
+            row.update(ari_dynamo=_ari(Z, labels, rs),
+                       ari_cluster=_ari(behaviours[-1], labels, rs),
+                       ari_output=_ari(Z_out, labels, rs), ari_cka=_ari(Z_cka, labels, rs))
         if curve and rs == seeds[0]:
             entry["loss_vs_time"] = loss_curve(emb)
         entry["runs"].append(row)
         print(f"  {name} rs={rs}: " + ", ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
             flush=True)
-    entry["stability"] = embedding_disagreement(embeddings) if len(embeddings) > 1 else None
+    many = len(embeddings) > 1
+    entry["stability"] = embedding_disagreement(embeddings) if many else None
+    entry["stability_behaviour"] = embedding_disagreement(behaviours) if many else None
     return entry
 
 
@@ -233,23 +249,26 @@ def _f(v, fmt=".3f"):
 
 def table(results):
     head = (f"{'population':<22} {'rs':>2} {'out R2 mean/min':>15} {'hid R2 mean/min':>15} "
-            f"{'epochs':>7} {'fit s':>6} {'thr':>3} {'ARI dyn/out/cka':>17} {'avg ratio':>9} "
-            f"{'stab':>5}")
+            f"{'epochs':>7} {'fit s':>6} {'thr':>3} {'ARI map/clu/out/cka':>19} {'avg ratio':>9} "
+            f"{'stab map/beh':>12}")
     lines = [head, "-" * len(head)]
     for name, entry in results.items():
         for i, r in enumerate(entry["runs"]):
             cap = "*" if r["hit_cap"] else " "
             ari = ("-" if "ari_dynamo" not in r else
-                   f"{r['ari_dynamo']:.2f}/{r['ari_output']:.2f}/{r['ari_cka']:.2f}")
+                   f"{r['ari_dynamo']:.2f}/{r.get('ari_cluster', np.nan):.2f}/"
+                   f"{r['ari_output']:.2f}/{r['ari_cka']:.2f}")
+            stab = (f"{_f(entry['stability'], '.3f')}/"
+                    f"{_f(entry.get('stability_behaviour'), '.3f')}" if i == 0 else "")
             lines.append(
                 f"{name:<22} {r['random_state']:>2} "
                 f"{r['out_r2_mean']:>7.4f}/{r['out_r2_min']:.4f} "
                 f"{r['hid_r2_mean']:>7.4f}/{r['hid_r2_min']:.4f} "
                 f"{r['epochs']:>6}{cap} {r['fit_seconds']:>6.0f} {r['torch_threads']:>3} "
-                f"{ari:>17} {_f(r.get('avg_ratio'), '.3f'):>9} "
-                f"{_f(entry['stability'], '.3f') if i == 0 else '':>5}")
-    lines.append("(* = epoch cap hit; ARI = k-means on DYNAMO / output space + PCA / "
-                 "linear CKA + MDS)")
+                f"{ari:>19} {_f(r.get('avg_ratio'), '.3f'):>9} {stab:>12}")
+    lines.append("(* = epoch cap hit; ARI = k-means on the DYNAMO map / on DynamoCluster's "
+                 "behaviour features / output space + PCA / linear CKA + MDS; stab = "
+                 "disagreement between refits of the map / of the behaviour features)")
     for name, entry in results.items():
         ms = entry["member_scores"]
         extra = ""
@@ -279,12 +298,15 @@ def verdict(results):
         if "ari_dynamo" in runs[0]:
             need = TARGETS["ari_hidden"] if name == "hidden" else TARGETS["ari"]
             if name == "hidden" or any(r["ari_output"] >= TARGETS["ari"] for r in runs):
-                checks["ARI"] = all(r["ari_dynamo"] >= need for r in runs)
+                checks["ARI map"] = all(r["ari_dynamo"] >= need for r in runs)
+                checks["ARI cluster"] = all(r.get("ari_cluster", -1) >= need for r in runs)
         if "avg_ratio" in runs[0]:
             checks["avg ratio"] = all(r["avg_ratio"] <= TARGETS["avg_ratio"] for r in runs)
             checks["members MSE"] = entry["member_scores"]["max"] <= TARGETS["member_mse"]
         if entry["stability"] is not None:
             checks["stability"] = entry["stability"] <= TARGETS["stability"]
+            checks["stab. behaviour"] = (entry.get("stability_behaviour") or np.inf) <= \
+                TARGETS["stability"]
         out.append(f"{name:<22} " + "  ".join(f"{k}:{'ok' if v else 'MISS'}"
                                               for k, v in checks.items()))
     return "\n".join(out)

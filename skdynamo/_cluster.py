@@ -5,6 +5,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, clone
 from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -16,6 +17,8 @@ from .utils.validation import check_models
 __all__ = ["DynamoCluster"]
 
 _MAX_SEED = np.iinfo(np.int32).max
+#: ``n_clusters='auto'``: relative margin within which a smaller number of clusters wins.
+_SILHOUETTE_TOL = 0.01
 
 
 class DynamoCluster(ClusterMixin, BaseEstimator):
@@ -23,8 +26,11 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
 
     The models are embedded with a :class:`DynamoEmbedder` (fitted here, or reused when
     wrapped in :class:`sklearn.frozen.FrozenEstimator`), then any scikit-learn clusterer
-    groups the embeddings. Because the embedding absorbs reparameterisations, models that
-    compute alike cluster together whatever their architecture or unit order.
+    groups them: by default by what the meta-model does at their embeddings
+    (:meth:`DynamoEmbedder.behaviour`: emulated outputs and dynamics on held-out probes,
+    reduced by PCA), or by the embedding coordinates themselves (``space='embedding'``).
+    Because the emulation absorbs reparameterisations, models that compute alike cluster
+    together whatever their architecture or unit order.
 
     Parameters
     ----------
@@ -37,11 +43,21 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         :meth:`fit`.
     n_clusters : int or 'auto', default='auto'
         Number of clusters, set on the clusterer's ``n_clusters`` (or ``n_components``)
-        parameter. ``'auto'`` picks the best silhouette score over
-        ``2..min(max_clusters, n_models - 1)``; clusterers without such a parameter (e.g.
+        parameter. ``'auto'`` scores ``2..min(max_clusters, n_models - 1)`` clusters by
+        their silhouette and picks the fewest whose score is within 1% of the best (a
+        finer partition that scores no better splits models that compute alike, for
+        example by cell type within one task); clusterers without such a parameter (e.g.
         DBSCAN) are then fitted as they are.
     max_clusters : int, default=10
         Largest number of clusters tried by ``n_clusters='auto'``.
+    space : {'behaviour', 'embedding'}, default='behaviour'
+        What is clustered. ``'behaviour'``: the embedder's
+        :meth:`~DynamoEmbedder.behaviour` features at each embedding, reduced by PCA to
+        at most 10 components (fitted here, reused by :meth:`predict`). Distances there
+        follow differences in behaviour; distances on the map are faithful only locally,
+        since the meta-model can change quickly in one region of the map and slowly in
+        another, which k-means on the coordinates cannot tell. ``'embedding'``: the
+        embedding coordinates (any embedder with ``fit``/``transform``).
     random_state : int, RandomState instance or None, default=None
         Seeds the default embedder and clusterer (and a clusterer whose
         ``random_state`` is None).
@@ -52,6 +68,9 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         Cluster of each training model.
     embeddings_ : ndarray of shape (n_models, n_components)
         Embeddings of the training models.
+    features_ : ndarray of shape (n_models, n_features)
+        What the clusterer was fitted on: the PCA-reduced behaviour features
+        (``space='behaviour'``) or the embeddings.
     embedder_ : DynamoEmbedder or FrozenEstimator
         The fitted embedder.
     clusterer_ : estimator
@@ -86,16 +105,33 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         "clusterer": [HasMethods(["fit"]), None],
         "n_clusters": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "max_clusters": [Interval(Integral, 2, None, closed="left")],
+        "space": [StrOptions({"behaviour", "embedding"})],
         "random_state": ["random_state"],
     }
 
     def __init__(self, embedder=None, clusterer=None, n_clusters="auto", *, max_clusters=10,
-                 random_state=None):
+                 space="behaviour", random_state=None):
         self.embedder = embedder
         self.clusterer = clusterer
         self.n_clusters = n_clusters
         self.max_clusters = max_clusters
+        self.space = space
         self.random_state = random_state
+
+    def _features(self, embedder, Z, pca=None):
+        """What the clusterer sees of embeddings ``Z`` (see ``space``), and the PCA that
+        reduces behaviour features (fitted here when ``pca`` is None)."""
+        if self.space == "embedding":
+            return Z, None
+        if not hasattr(embedder, "behaviour"):
+            raise TypeError(f"space='behaviour' needs an embedder with a behaviour() method "
+                            f"(a DynamoEmbedder); {type(embedder).__name__} has none. Use "
+                            "space='embedding' to cluster its embeddings.")
+        F = np.asarray(embedder.behaviour(Z), dtype=np.float64)
+        if pca is None:
+            n = min(10, F.shape[1], max(1, len(F) - 1))
+            pca = PCA(n_components=n, svd_solver="full").fit(F)
+        return pca.transform(F), pca
 
     def _make_clusterer(self, seed):
         if self.clusterer is None:
@@ -124,17 +160,20 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
                 if hi < 2:
                     raise ValueError(f"n_clusters='auto' needs at least 3 models to compare "
                                      f"silhouette scores; got {len(Z)}. Pass an integer.")
-                best = None
+                fits = {}
                 for k in range(2, hi + 1):
                     cand = clone(est).set_params(**{key: k})
                     labels = cand.fit_predict(Z)
                     n_found = len(set(labels.tolist()) - {-1})
                     s = (silhouette_score(Z, labels) if 2 <= n_found <= len(Z) - 1
                          else -np.inf)
-                    scores[k] = float(s)
-                    if best is None or s > best[0]:
-                        best = (s, cand, labels)
-                return best[1], best[2], scores
+                    scores[k], fits[k] = float(s), (cand, labels)
+                # The fewest clusters within _SILHOUETTE_TOL of the best score: finer
+                # partitions that score about as well split groups that compute alike.
+                top = max(scores.values())
+                k = min(k for k, s in scores.items()
+                        if s >= top - _SILHOUETTE_TOL * abs(top))
+                return fits[k][0], fits[k][1], scores
         else:
             if key is None:
                 raise ValueError(f"n_clusters={self.n_clusters} cannot be applied: "
@@ -167,26 +206,30 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         seed = int(rng.randint(_MAX_SEED))
         embedder = resolve_embedder(self.embedder, seed)
         Z = embed_population(embedder, models)
-        clusterer, labels, scores = self._fit_clusterer(Z, seed)
+        features, pca = self._features(embedder, Z)
+        clusterer, labels, scores = self._fit_clusterer(features, seed)
         labels = np.asarray(labels)
         ids = np.array(sorted(set(labels.tolist()) - {-1}))
         self.embedder_ = embedder
         self.clusterer_ = clusterer
         self.embeddings_ = Z
+        self.features_, self._pca = features, pca
         self.labels_ = labels
         self.n_clusters_ = len(ids)
         self._center_labels = ids
         self.cluster_centers_ = (np.stack([Z[labels == i].mean(0) for i in ids]) if len(ids)
                                  else np.empty((0, Z.shape[1])))
+        self._feature_centers = (np.stack([features[labels == i].mean(0) for i in ids])
+                                 if len(ids) else None)
         self.silhouette_scores_ = scores
         return self
 
     def predict(self, X):
         """Assign unseen models to the fitted clusters.
 
-        The models are embedded with the fitted embedder (meta-model frozen), then
-        assigned by the clusterer's ``predict``, or to the nearest cluster centre when the
-        clusterer has none.
+        The models are embedded with the fitted embedder (meta-model frozen) and described
+        as in :meth:`fit` (see ``space``), then assigned by the clusterer's ``predict``, or
+        to the nearest cluster centre when the clusterer has none.
 
         Parameters
         ----------
@@ -197,13 +240,13 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         labels : ndarray of shape (n_models,)
         """
         check_is_fitted(self)
-        Z = self.transform(X)
+        F, _ = self._features(self.embedder_, self.transform(X), self._pca)
         if hasattr(self.clusterer_, "predict"):
-            return np.asarray(self.clusterer_.predict(Z))
+            return np.asarray(self.clusterer_.predict(F))
         if self.n_clusters_ == 0:
             raise ValueError("The clusterer found no cluster (all training models are noise); "
                              "nothing to assign new models to.")
-        d = ((Z[:, None] - self.cluster_centers_[None]) ** 2).sum(-1)
+        d = ((F[:, None] - self._feature_centers[None]) ** 2).sum(-1)
         return self._center_labels[d.argmin(1)]
 
     def transform(self, X):

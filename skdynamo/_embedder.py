@@ -569,6 +569,71 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return Bunch(disagreement=embedding_disagreement(embeddings), embeddings=embeddings,
                      output_r2=[float(f.emulation_scores_.output_r2.mean()) for f in fits])
 
+    def behaviour(self, embeddings: np.ndarray | None = None) -> np.ndarray:
+        """What the meta-model does at each embedding, as one feature vector per point.
+
+        The meta-model is run at each embedding on (up to) 32 of the held-out probes
+        (128 images for CNNs); a point is described by its emulated outputs (class
+        probabilities for ``output_loss='kl'``) and its meta-model states, flattened. The
+        states are in the meta-model's own coordinates, shared by all points, so they
+        compare dynamics as well as outputs, whatever each member's parameterisation.
+        Each block is divided by its spread over the training embeddings (root-mean-square
+        distance from their mean), so outputs and dynamics weigh the same in Euclidean
+        distances. :class:`DynamoCluster` clusters these features: distances
+        between them follow behaviour, where distances on the map itself are only
+        locally faithful (the meta-model may change quickly in one region of the map
+        and slowly in another).
+
+        Parameters
+        ----------
+        embeddings : array-like of shape (n_points, n_components), default=None
+            Points of the map; ``None`` uses the training embeddings ``embeddings_``.
+
+        Returns
+        -------
+        features : ndarray of shape (n_points, n_features)
+
+        Examples
+        --------
+        >>> import torch
+        >>> from skdynamo import DynamoEmbedder
+        >>> from skdynamo.datasets import RecurrentNetwork
+        >>> _ = torch.manual_seed(0)
+        >>> models = [RecurrentNetwork(3, 3, hidden_size=8) for _ in range(3)]
+        >>> emb = DynamoEmbedder(hidden_size=8, max_epochs=2, random_state=0).fit(models)
+        >>> emb.behaviour().shape[0], emb.behaviour(emb.embeddings_[:2]).shape[0]
+        (3, 2)
+        """
+        check_is_fitted(self)
+        Z = self.embeddings_ if embeddings is None else np.asarray(embeddings, np.float64)
+        if Z.ndim != 2 or Z.shape[1] != self.n_components or not np.all(np.isfinite(Z)):
+            raise ValueError(f"embeddings must be a finite array of shape (n_points, "
+                             f"n_components={self.n_components}); got shape {Z.shape}.")
+        y_train, g_train = self._emulate(self.embeddings_)
+        y, g = (y_train, g_train) if embeddings is None else self._emulate(Z)
+        # Spread of each block over the training embeddings (root-mean-square distance
+        # from its mean), times the square root of its size.
+        scale = lambda a: max(float(np.sqrt(((a - a.mean(0)) ** 2).sum(1).mean())),  # noqa: E731
+                              1e-12)
+        return np.hstack([y / scale(y_train), g / scale(g_train)])
+
+    def _emulate(self, Z, chunk=16):
+        """Flattened emulated outputs (as ``loss_`` describes them) and meta-model states
+        at the points ``Z`` on the fixed subset of held-out probes."""
+        n_sub = self.family_.n_search_probes
+        probes = self._torch(self.probe_inputs_[self._valid_idx[:n_sub]])
+        theta = self._torch(Z)
+        ys, gs = [], []
+        with torch.no_grad():
+            for start in range(0, len(Z), chunk):
+                th = theta[start:start + chunk]
+                x = probes[None].expand(len(th), *probes.shape).reshape(-1, *probes.shape[1:])
+                y, g = self.meta_model_(x, th.repeat_interleave(len(probes), dim=0))
+                y = self.loss_.output.behaviour(y.cpu().numpy().astype(np.float64))
+                ys.append(y.reshape(len(th), -1))
+                gs.append(g.cpu().numpy().astype(np.float64).reshape(len(th), -1))
+        return np.concatenate(ys), np.concatenate(gs)
+
     def model_at(self, z: np.ndarray | Sequence[float]) -> EmulatedNetwork:
         """The meta-model frozen at embedding ``z``: an operable ``torch.nn.Module``.
 

@@ -110,10 +110,67 @@ def test_cluster_auto_and_reproducible(models, embedder):
     a = DynamoCluster(FrozenEstimator(embedder), random_state=0).fit(models)
     b = DynamoCluster(FrozenEstimator(embedder), random_state=0).fit(models)
     assert set(a.silhouette_scores_) == set(range(2, 6))
-    assert a.n_clusters_ == max(a.silhouette_scores_, key=a.silhouette_scores_.get)
+    top = max(a.silhouette_scores_.values())
+    assert a.n_clusters_ == min(k for k, s in a.silhouette_scores_.items()
+                                if s >= top - 0.01 * abs(top))
     np.testing.assert_array_equal(a.labels_, b.labels_)
     np.testing.assert_allclose(a.embeddings_, b.embeddings_)
     assert a.embedder_.estimator is embedder  # frozen: reused, not refitted
+
+
+def test_behaviour_features_of_the_map(models, embedder):
+    before = {k: (v.copy() if isinstance(v, np.ndarray) else v)
+              for k, v in vars(embedder).items()}
+    F = embedder.behaviour()
+    assert F.ndim == 2 and F.shape[0] == 6 and np.all(np.isfinite(F))
+    np.testing.assert_array_equal(F, embedder.behaviour(embedder.embeddings_))
+    # the same point twice: the same features; a far point: different ones
+    Z = np.vstack([embedder.embeddings_[:1]] * 2 + [embedder.embeddings_[:1] + 5.0])
+    G = embedder.behaviour(Z)
+    np.testing.assert_array_equal(G[0], G[1])
+    assert np.abs(G[2] - G[0]).max() > 0
+    np.testing.assert_allclose(G[0], F[0], rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="embeddings must be"):
+        embedder.behaviour(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="embeddings must be"):
+        embedder.behaviour(np.full((2, 2), np.nan))
+    with pytest.raises(NotFittedError):
+        DynamoEmbedder().behaviour()
+    after = vars(embedder)
+    assert set(after) == set(before)
+    assert all(np.array_equal(after[k], v) if isinstance(v, np.ndarray) else True
+               for k, v in before.items())
+
+
+def test_cluster_space(models, embedder, probes):
+    frozen = FrozenEstimator(embedder)
+    beh = DynamoCluster(frozen, n_clusters=2, random_state=0).fit(models)
+    assert beh.features_.shape[0] == 6 and beh.features_.shape[1] <= 5
+    emb = DynamoCluster(frozen, n_clusters=2, space="embedding", random_state=0).fit(models)
+    np.testing.assert_array_equal(emb.features_, emb.embeddings_)
+    for c in (beh, emb):
+        assert c.predict(models).shape == (6,)
+        np.testing.assert_array_equal(c.predict(models), c.clusterer_.predict(
+            c.features_ if c is emb else c._pca.transform(embedder.behaviour(
+                embedder.transform(models)))))
+    out = OutputSpaceEmbedding(probes, n_components=2, random_state=0)
+    with pytest.raises(TypeError, match="space='behaviour'"):
+        DynamoCluster(out, n_clusters=2).fit(models)
+    labels = DynamoCluster(out, n_clusters=2, space="embedding").fit_predict(models)
+    assert labels.shape == (6,)
+    with pytest.raises(ValueError, match="space"):
+        DynamoCluster(frozen, space="map").fit(models)
+
+
+def test_cluster_auto_prefers_fewer_clusters_that_score_as_well():
+    # three tight groups, one of them made of two sub-groups slightly apart
+    rng = np.random.RandomState(0)
+    centres = np.array([[0, 0], [10, 0], [0, 10], [1.6, 10]])
+    Z = np.vstack([c + 0.05 * rng.randn(6, 2) for c in centres])
+    c = DynamoCluster(n_clusters="auto", space="embedding", random_state=0)
+    est, labels, scores = c._fit_clusterer(Z, 0)
+    assert max(scores, key=scores.get) == 4 and scores[3] >= 0.99 * scores[4]
+    assert len(set(labels)) == 3
 
 
 def test_cluster_fit_reproducible_with_embedder(models, probes):

@@ -79,9 +79,8 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from sklearn.decomposition import PCA
-
 from skdynamo import DynamoAverager, DynamoEmbedder
+from skdynamo._embedder import reduce_behaviour
 from skdynamo import embedding_disagreement
 from skdynamo.baselines import LinearCKAEmbedding, OutputSpaceEmbedding, average_weights
 from skdynamo.datasets import (load_digits_images, make_cnn_population,
@@ -157,8 +156,7 @@ def _ari(Z, labels, rs):
 def _behaviour_features(emb):
     """What ``DynamoCluster(emb)`` clusters with its default ``space='behaviour'``: the
     fitted embedder's behaviour features at the training embeddings, reduced by PCA."""
-    F = emb.behaviour()
-    return PCA(n_components=min(10, len(F) - 1), svd_solver="full").fit_transform(F)
+    return reduce_behaviour(emb.behaviour())[0]
 
 
 def baseline_embeddings(group, n_components):

@@ -5,13 +5,13 @@ from numbers import Integral
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, clone
 from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._applications import embed_population, resolve_embedder
+from ._embedder import reduce_behaviour
 from .utils.validation import check_models
 
 __all__ = ["DynamoCluster"]
@@ -127,11 +127,7 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
             raise TypeError(f"space='behaviour' needs an embedder with a behaviour() method "
                             f"(a DynamoEmbedder); {type(embedder).__name__} has none. Use "
                             "space='embedding' to cluster its embeddings.")
-        F = np.asarray(embedder.behaviour(Z), dtype=np.float64)
-        if pca is None:
-            n = min(10, F.shape[1], max(1, len(F) - 1))
-            pca = PCA(n_components=n, svd_solver="full").fit(F)
-        return pca.transform(F), pca
+        return reduce_behaviour(np.asarray(embedder.behaviour(Z), dtype=np.float64), pca)
 
     def _make_clusterer(self, seed):
         if self.clusterer is None:

@@ -7,6 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
+from sklearn.decomposition import PCA
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -43,6 +44,15 @@ def _scores(out_r2, hid_r2, agreement):
     if agreement is not None:
         scores["agreement"] = agreement
     return scores
+
+
+def reduce_behaviour(features, pca=None, max_components=10):
+    """PCA of :meth:`DynamoEmbedder.behaviour` features to at most ``max_components``
+    (fitted when ``pca`` is None). Returns ``(reduced, pca)``."""
+    if pca is None:
+        n = min(max_components, features.shape[1], max(1, len(features) - 1))
+        pca = PCA(n_components=n, svd_solver="full").fit(features)
+    return pca.transform(features), pca
 
 
 def _resolve_device(device):
@@ -552,7 +562,10 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         -------
         result : Bunch
             ``disagreement`` (float), ``embeddings`` (list of the refits'
-            ``(n_models, n_components)`` arrays) and ``output_r2`` (list of each refit's
+            ``(n_models, n_components)`` arrays), ``behaviour_disagreement`` (the same
+            figure for the PCA-reduced :meth:`behaviour` features that
+            :class:`DynamoCluster` clusters: whether the refits agree on how the models
+            differ, whatever the coordinates) and ``output_r2`` (list of each refit's
             mean held-out output R^2).
         """
         n_refits = int(n_refits)
@@ -566,7 +579,9 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         fits = [clone(self).set_params(random_state=int(base) + i).fit(models)
                 for i in range(n_refits)]
         embeddings = [f.embeddings_ for f in fits]
+        behaviours = [reduce_behaviour(f.behaviour())[0] for f in fits]
         return Bunch(disagreement=embedding_disagreement(embeddings), embeddings=embeddings,
+                     behaviour_disagreement=embedding_disagreement(behaviours),
                      output_r2=[float(f.emulation_scores_.output_r2.mean()) for f in fits])
 
     def behaviour(self, embeddings: np.ndarray | None = None) -> np.ndarray:

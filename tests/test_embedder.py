@@ -429,6 +429,8 @@ def test_stability_refits_and_leaves_the_estimator_alone(tiny_models, tiny_probe
     assert not np.allclose(res.embeddings[0], res.embeddings[1])  # other seeds
     assert np.isfinite(res.disagreement) and res.disagreement > 0
     assert res.disagreement == again.disagreement  # seeded: reproducible
+    assert np.isfinite(res.behaviour_disagreement) and res.behaviour_disagreement >= 0
+    assert res.behaviour_disagreement == again.behaviour_disagreement
 
 
 @pytest.mark.parametrize("n_refits, n_models, match", [(1, 3, "n_refits"), (2, 2, "3 models")])

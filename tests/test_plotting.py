@@ -140,6 +140,10 @@ def test_color_by_parameter_and_options(tmp_path):
     assert [b.label for b in menu.buttons] == ["task", "seed", "score", "color_by"]
     assert menu.active == 3 and fig.layout.legend.title.text == "color_by"
     assert "color_by: %{customdata[4]}" in fig.data[0].hovertemplate
+    # missing values are a category of their own: no model is dropped
+    fig = plot_embedding_html(z, data={"w": np.where(np.arange(30) < 10, np.nan, 2.0)})
+    assert sorted(t.name for t in fig.data) == ["2", "nan"]
+    assert sum(len(t.x) for t in fig.data) == 30
     # no labels at all: one trace of models, no dropdown
     fig = plot_embedding_html(z)
     assert len(fig.data) == 1 and not fig.layout.updatemenus

@@ -180,7 +180,7 @@ def plot_embedding_html(embeddings=None, path=None, *, data=None, embedder=None,
                             cmin=float(np.nanmin(values)), cmax=float(np.nanmax(values)),
                             colorbar=dict(title=dict(text=col)))))
         else:
-            values = columns[col]
+            values = np.asarray([_format(v) for v in columns[col]])   # NaN == NaN here
             colors = _category_colors(values)
             if len(colors) > _MAX_LEGEND_CATEGORIES:   # too many for a legend: one trace
                 fig.add_trace(go.Scattergl(
@@ -191,7 +191,7 @@ def plot_embedding_html(embeddings=None, path=None, *, data=None, embedder=None,
                 for category, color in colors.items():
                     sel = values == category
                     fig.add_trace(go.Scattergl(
-                        x=x[sel], y=y[sel], customdata=table[sel], name=_format(category),
+                        x=x[sel], y=y[sel], customdata=table[sel], name=category,
                         legendgroup=col, **common,
                         visible=visible, marker=dict(marker, color=color)))
         groups.append((col, start, len(fig.data) - start))

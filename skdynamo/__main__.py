@@ -91,6 +91,13 @@ def demo(args):
     ax.figure.tight_layout()
     ax.figure.savefig(args.output, dpi=120)
     print(f"Embedding map written to {args.output}")
+    if args.html:  # the map to explore in a browser (hover: labels and emulation R^2)
+        from .plotting import plot_embedding_html
+
+        plot_embedding_html(z, args.html, data=pop, embedder=emb,
+                            color_by=spec["group_name"].split()[-1],
+                            title=f"DYNAMO embedding of {len(pop.models)} {spec['what']}")
+        print(f"Interactive map written to {args.html}")
     return 0
 
 
@@ -99,11 +106,20 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="train the default population, embed it, plot the map")
     p.add_argument("--output", default="dynamo_embedding.png", help="PNG file to write")
+    p.add_argument("--html", default=None, metavar="PATH",
+                   help="also write the map as one HTML page to explore (needs plotly)")
     p.add_argument("--data-home", default=None, help="cache folder for trained populations")
     p.add_argument("--n-jobs", type=int, default=2, help="parallel jobs to train the zoo")
     p.add_argument("--population", choices=["rnn", "cnn"], default="rnn",
                    help="recurrent networks on pulse tasks (default) or CNNs on digits")
     args = parser.parse_args(argv)
+    if args.command == "demo" and args.html:
+        try:    # before the training, not after it
+            import plotly  # noqa: F401
+        except ImportError:
+            print("skdynamo demo: error: --html needs plotly: pip install "
+                  "'skdynamo[interactive]'", file=sys.stderr)
+            return 1
     if args.command == "demo":
         try:
             return demo(args)

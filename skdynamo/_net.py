@@ -52,7 +52,7 @@ class DynamoNet(NeuralNet):
                 f"Lower the learning rate (lr={self.lr}) or check the recorded targets.")
         return loss
 
-    # Issue #12: skorch ends training quietly on KeyboardInterrupt, and a finite but
+    # skorch ends training quietly on KeyboardInterrupt, and a finite but
     # exploding loss passes get_loss; either would hand back a half-trained fit.
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         self._interrupted, self._initial_loss = None, held_out_loss(self, X, y)

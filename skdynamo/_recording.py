@@ -112,7 +112,7 @@ def probe_batches(model, inputs, batch_size):
     """``inputs`` in batches of ``batch_size``, as tensors on ``model``'s device and dtype.
 
     Each batch is a copy: a model that edits its input in place must not corrupt the
-    caller's probes or the next model's recording (issue #12).
+    caller's probes or the next model's recording.
     """
     device, dtype = model_device(model)
     for start in range(0, len(inputs), batch_size):

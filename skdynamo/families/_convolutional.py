@@ -1,7 +1,7 @@
 """Recording convolutional networks: the layer index is the time axis.
 
 For a feed-forward or convolutional network, DYNAMO's "trajectory" of an image is the
-sequence of its activations layer after layer (DESIGN.md §1). :func:`record_cnn` hooks
+sequence of its activations layer after layer. :func:`record_cnn` hooks
 the chosen layers, reduces each layer's feature maps spatially to one vector per image
 (global average by default, or a small ``k x k`` grid) and returns a
 :class:`LayerTrajectories`: a :class:`~skdynamo.Trajectories` whose time axis is the

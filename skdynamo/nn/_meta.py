@@ -31,7 +31,7 @@ class ConditionedRNN(nn.Module):
 
     def __init__(self, n_inputs, n_outputs, n_components, hidden_size=64, cell="gru"):
         super().__init__()
-        # numpy integers pass sklearn's validation but not torch's (issue #12).
+        # numpy integers pass sklearn's validation but not torch's layer constructors.
         n_inputs, n_outputs, n_components, hidden_size = map(
             int, (n_inputs, n_outputs, n_components, hidden_size))
         self.n_inputs, self.n_outputs = n_inputs, n_outputs

@@ -40,7 +40,7 @@ autosummary_generate = True
 autodoc_default_options = {"members": True, "inherited-members": False}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
-numpydoc_validation_checks = set()
+numpydoc_validation_checks = {"all"}
 
 html_theme = "pydata_sphinx_theme"
 html_static_path = ["_static"]

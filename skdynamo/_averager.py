@@ -117,10 +117,12 @@ class DynamoAverager(BaseEstimator):
         X : sequence of torch.nn.Module or Trajectories
             The members (one architecture or several; same input and output widths).
         y : Ignored
+            Not used, present for API consistency by convention.
 
         Returns
         -------
         self : DynamoAverager
+            The fitted estimator.
         """
         self._validate_params()
         models = check_models(X)
@@ -151,7 +153,7 @@ class DynamoAverager(BaseEstimator):
         return run_network(self.averaged_model_, X)
 
     def predict(self, X):
-        """Outputs of the averaged network on data.
+        """Run the averaged network on data.
 
         Parameters
         ----------
@@ -167,12 +169,20 @@ class DynamoAverager(BaseEstimator):
         return self._run(X)
 
     def predict_proba(self, X):
-        """Softmax of the class scores (a CNN's logits, a sequence model's last step), for
-        members that are classifiers.
+        """Class probabilities of the averaged network, for members that are classifiers.
+
+        The softmax of the class scores: a CNN's logits, a sequence model's last step.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_inputs)
+            Sequences, or images ``(n_samples, channels, height, width)`` for a
+            population of CNNs.
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_outputs)
+            Probabilities; each row sums to 1.
         """
         return softmax(final_outputs(self._run(X)).astype(np.float64), axis=1)
 
@@ -187,11 +197,14 @@ class DynamoAverager(BaseEstimator):
         Parameters
         ----------
         X : sequence of torch.nn.Module or Trajectories
+            The models to compare with, usually members not used in ``fit``.
         y : Ignored
+            Not used, present for API consistency by convention.
 
         Returns
         -------
         score : float
+            Mean argmax agreement (classifiers) or mean output R^2, at most 1.
         """
         check_is_fitted(self)
         models = check_models(X)

@@ -160,6 +160,7 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         Returns
         -------
         self : DynamoCluster
+            The fitted estimator.
         """
         self._validate_params()
         models = check_models(X)
@@ -191,10 +192,13 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of torch.nn.Module or Trajectories
+            The models to embed: members of the fitted family (or their recordings), with
+            the inputs and outputs of the fitted population.
 
         Returns
         -------
         labels : ndarray of shape (n_models,)
+            The cluster of each model (labels as in ``labels_``).
         """
         check_is_fitted(self)
         Z = self.transform(X)
@@ -207,11 +211,18 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         return self._center_labels[d.argmin(1)]
 
     def transform(self, X):
-        """Embeddings of (unseen) models with the fitted embedder.
+        """Embed (unseen) models with the fitted embedder.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The models to embed: members of the fitted family (or their recordings), with
+            the inputs and outputs of the fitted population.
 
         Returns
         -------
         embeddings : ndarray of shape (n_models, n_components)
+            One embedding per model, in the space of ``embeddings_``.
         """
         check_is_fitted(self)
         return np.asarray(self.embedder_.transform(check_models(X)), dtype=np.float64)

@@ -14,8 +14,12 @@ __all__ = ["Converged", "DivergenceError", "DynamoNet", "EpochProgressBar", "LRW
 
 
 class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss, or a held-out loss far above its value before
-    training."""
+    """Training diverged: the loss is not finite, or far above its value before training.
+
+    Raised by ``fit`` when the loss becomes infinite or NaN, or when the held-out loss of
+    the trained meta-model ends more than ten times above its value before training (and
+    above 1). The message names ``lr``: a lower learning rate is the usual remedy.
+    """
 
 
 class ProbeDataset(torch.utils.data.Dataset):

@@ -288,6 +288,7 @@ class DynamoSemiSupervised(BaseEstimator):
         Returns
         -------
         self : DynamoSemiSupervised
+            The fitted estimator.
         """
         self._validate_params()
         if y is None:
@@ -386,9 +387,15 @@ class DynamoSemiSupervised(BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities: softmax of the last step's outputs.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_inputs)
+            Sequences, or images ``(n_samples, channels, height, width)`` for CNNs.
+
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
+            Probabilities of ``classes_``; each row sums to 1.
         """
         return softmax(final_outputs(self._outputs(X)).astype(np.float64), axis=1)
 
@@ -397,9 +404,17 @@ class DynamoSemiSupervised(BaseEstimator):
 
         Samples marked unlabelled (-1 / NaN) are left out.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_inputs)
+            Sequences, or images ``(n_samples, channels, height, width)`` for CNNs.
+        y : array-like
+            Labels or targets in the form ``fit`` took.
+
         Returns
         -------
         score : float
+            Accuracy, or R^2 of the predicted targets (at most 1).
         """
         check_is_fitted(self)
         inner = unwrap(self.embedder_)

@@ -70,6 +70,7 @@ def embedding_disagreement(embeddings):
     Returns
     -------
     disagreement : float
+        0 for maps equal up to a similarity transform; about 1 or more for unrelated maps.
 
     Examples
     --------

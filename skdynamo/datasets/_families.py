@@ -14,6 +14,7 @@ import torch
 from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
+from .._docstrings import share_parameters
 from ..nn import CELLS
 from ._builder import (at_least, build_population, check_grid, check_names, grid, held_out_seed,
                        member_seed, train_loop, train_with_retries)
@@ -46,12 +47,22 @@ def make_family_population(values=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4), *, task="leak
         A pulse task (see :func:`make_task`).
     param : str, default='leak'
         Name of the generator's continuous parameter.
-    cells, hidden_sizes, n_seeds, seed_offset, n_steps, n_timesteps, n_channels, \
-min_score, max_retries, data_home, download_if_missing, n_jobs, verbose
-        As in :func:`make_rnn_population`.
+    {cells}
+    {hidden_sizes}
+    {n_seeds}
+    {seed_offset}
+    {n_steps}
+    {n_timesteps}
+    {n_channels}
     n_probes : int, default=256
         Probe sequences returned (the task's inputs; they do not depend on the parameter
         for pulse tasks).
+    {min_score}
+    {max_retries}
+    {data_home}
+    {download_if_missing}
+    {n_jobs}
+    {verbose}
     random_state : int, default=0
         Seed of the probe inputs.
 
@@ -104,7 +115,7 @@ min_score, max_retries, data_home, download_if_missing, n_jobs, verbose
 
 def make_sequence_classification(n_samples=256, n_timesteps=50, n_channels=3, *, leak=0.1,
                                  pulse_prob=0.08, noise=0.05, random_state=None):
-    """Sequence classification on the pulse interface: which channel leads at the end?
+    """Generate sequence classification on the pulse interface: which channel leads at the end.
 
     Each channel's pulses are integrated with leak rate ``leak``
     (``s_t = (1 - leak) s_{t-1} + pulse_t``); the label is the channel with the largest
@@ -113,16 +124,21 @@ def make_sequence_classification(n_samples=256, n_timesteps=50, n_channels=3, *,
 
     Parameters
     ----------
-    n_samples, n_timesteps, n_channels, pulse_prob, noise, random_state
-        As in :func:`make_pulses`.
+    {n_samples}
+    {n_timesteps}
+    {n_channels}
     leak : float, default=0.1
         Leak rate in [0, 1].
+    {pulse_prob}
+    {noise}
+    {random_state}
 
     Returns
     -------
-    inputs : ndarray of shape (n_samples, n_timesteps, n_channels), float32
-    labels : ndarray of shape (n_samples,), int64
-        Values in ``[0, n_channels)``.
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels)
+        Noisy pulses, float32.
+    labels : ndarray of shape (n_samples,)
+        The leading channel, in ``[0, n_channels)``, int64.
     """
     if not 0.0 <= leak <= 1.0:
         raise ValueError(f"leak must be in [0, 1], got {leak!r}.")
@@ -139,6 +155,27 @@ def train_sequence_classifier(cell="gru", hidden_size=16, *, leak=0.1, n_steps=8
     """Train a :class:`RecurrentNetwork` whose last output is the class logits.
 
     Cross-entropy on the last time step of :func:`make_sequence_classification`.
+
+    Parameters
+    ----------
+    cell : {'rnn', 'gru', 'lstm'}, default='gru'
+        Recurrent cell.
+    hidden_size : int, default=16
+        Number of recurrent units.
+    leak : float, default=0.1
+        Leak rate of the task.
+    n_steps : int, default=800
+        Adam steps, each on a fresh batch.
+    batch_size : int, default=64
+        Sequences per step.
+    n_timesteps : int, default=50
+        Sequence length.
+    n_channels : int, default=3
+        Input channels (and classes).
+    lr : float, default=1e-2
+        Peak learning rate (cosine schedule).
+    random_state : int, RandomState instance or None, default=0
+        Seed of the initialisation and the batches.
 
     Returns
     -------
@@ -190,9 +227,13 @@ def make_classifier_population(leaks=(0.0, 0.1, 0.3), *, cells=("gru",), hidden_
     ----------
     leaks : sequence of float, default=(0.0, 0.1, 0.3)
         Leak rates of :func:`make_sequence_classification`, one group of models each.
-    cells, hidden_sizes, n_seeds, seed_offset, n_steps, n_timesteps, n_channels, \
-data_home, download_if_missing, n_jobs, verbose
-        As in :func:`make_rnn_population`.
+    {cells}
+    {hidden_sizes}
+    {n_seeds}
+    {seed_offset}
+    {n_steps}
+    {n_timesteps}
+    {n_channels}
     n_probes : int, default=256
         Probe sequences returned (the task's inputs).
     min_score : float, default=0.8
@@ -201,6 +242,10 @@ data_home, download_if_missing, n_jobs, verbose
     max_retries : int, default=0
         Retraining attempts for a member below ``min_score``. The default trains each
         member once, as earlier versions did, so their cached members stay valid.
+    {data_home}
+    {download_if_missing}
+    {n_jobs}
+    {verbose}
     random_state : int, default=0
         Seed of the probe inputs.
 
@@ -236,3 +281,9 @@ data_home, download_if_missing, n_jobs, verbose
         f"{len(specs)} sequence classifiers (last-step logits) on "
         f"make_sequence_classification with leak in {leaks}."))
     return pop
+
+
+# Parameters shared with the generators and zoos they build on: one text each.
+share_parameters(make_family_population, make_rnn_population)
+share_parameters(make_classifier_population, make_rnn_population)
+share_parameters(make_sequence_classification, make_pulses)

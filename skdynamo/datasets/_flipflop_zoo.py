@@ -23,7 +23,8 @@ from torch import nn
 
 from ._builder import (build_population, check_grid, grid, held_out_seed, member_seed, train_loop,
                        train_with_retries, with_cache_parameters)
-from ._tasks import _flipflop_targets, make_pulses
+from .._docstrings import share_parameters
+from ._tasks import _flipflop_targets, make_flipflop, make_pulses
 from ._zoo import RecurrentNetwork, _r2, recurrent_member
 
 __all__ = ["make_flipflop_population", "make_flipflop_trials"]
@@ -37,9 +38,26 @@ def make_flipflop_trials(n_samples=256, n_timesteps=100, n_channels=3, *, n_bits
     pulse of random sign at ``t = 0``, so every tracked output is +-1 throughout (untracked
     outputs stay 0). Sparse pulses make long silent stretches.
 
+    Parameters
+    ----------
+    n_samples : int, default=256
+        Number of sequences.
+    n_timesteps : int, default=100
+        Length of each sequence.
+    n_channels : int, default=3
+        Number of input (and output) channels.
+    {n_bits}
+    pulse_prob : float, default=0.03
+        Probability that a channel carries a pulse at a given later step.
+    {noise}
+    {random_state}
+
     Returns
     -------
-    inputs, targets : ndarray of shape (n_samples, n_timesteps, n_channels), float32
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels)
+        Noisy pulses, float32.
+    targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+        The flip-flop states, float32.
     """
     n_bits = n_channels if n_bits is None else n_bits
     if not 0 <= n_bits <= n_channels:
@@ -133,6 +151,7 @@ def make_flipflop_population(bits=(1, 2, 3), cells=("rnn", "lstm"), n_seeds=3, *
     lr : float, default=1e-2
         Adam learning rate (cosine schedule).
     batch_size : int, default=64
+        Trials per Adam step.
     n_probes : int, default=128
         Number of probe sequences returned (3-bit trials: they drive every channel).
     min_score : float, default=0.95
@@ -183,3 +202,6 @@ def make_flipflop_population(bits=(1, 2, 3), cells=("rnn", "lstm"), n_seeds=3, *
         f"{int(pop.attractors_ok.sum())} of {len(specs)} settle into 2**n_bits attractors "
         "at zero input."))
     return pop
+
+
+share_parameters(make_flipflop_trials, make_flipflop)

@@ -148,6 +148,7 @@ def make_hidden_head_population(cells=("rnn", "gru", "lstm"), n_seeds=3, *,
     lr : float, default=1e-2
         Adam learning rate (cosine schedule).
     batch_size : int, default=64
+        Sequences per Adam step.
     n_probes : int, default=256
         Number of probe sequences returned (task inputs: noisy sparse pulses, which both
         tasks read).

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.utils import check_random_state
 
+RandomState = int | np.random.RandomState | None
+
 __all__ = [
     "make_pulses",
     "make_flipflop",
@@ -34,7 +36,7 @@ def _check_sizes(n_samples, n_timesteps, n_channels):
 
 def make_pulses(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3, *,
                 pulse_prob: float = 0.08, noise: float = 0.05,
-                random_state: int | np.random.RandomState | None = None) -> tuple[np.ndarray, np.ndarray]:
+                random_state: RandomState = None) -> tuple[np.ndarray, np.ndarray]:
     """Sparse +-1 pulses with additive Gaussian noise: the shared input of the pulse tasks.
 
     Parameters
@@ -97,7 +99,7 @@ def _flipflop_targets(pulses, n_bits):
 
 def make_flipflop(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3, *,
                   n_bits: int | None = None, pulse_prob: float = 0.08, noise: float = 0.05,
-                  random_state: int | np.random.RandomState | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  random_state: RandomState = None) -> tuple[np.ndarray, np.ndarray]:
     """The n-bit flip-flop: each tracked output holds the sign of its channel's last pulse.
 
     Outputs start at 0 and switch to +-1 at the first pulse. With ``n_bits < n_channels``
@@ -151,7 +153,7 @@ def make_flipflop(n_samples: int = 256, n_timesteps: int = 50, n_channels: int =
 
 def make_leaky_integration(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3,
                            *, leak: float = 0.1, scale: float = 0.5, pulse_prob: float = 0.08,
-                           noise: float = 0.05, random_state: int | np.random.RandomState | None = None
+                           noise: float = 0.05, random_state: RandomState = None
                            ) -> tuple[np.ndarray, np.ndarray]:
     """Leaky running sum of the pulses: ``y_t = (1 - leak) * y_{t-1} + scale * pulse_t``.
 
@@ -204,7 +206,7 @@ def make_leaky_integration(n_samples: int = 256, n_timesteps: int = 50, n_channe
 
 def make_integration(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3, *,
                      scale: float = 0.5, pulse_prob: float = 0.08, noise: float = 0.05,
-                     random_state: int | np.random.RandomState | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     random_state: RandomState = None) -> tuple[np.ndarray, np.ndarray]:
     """Running sum of the pulses on each channel, times ``scale`` (perfect integration).
 
     Parameters
@@ -238,7 +240,7 @@ def make_integration(n_samples: int = 256, n_timesteps: int = 50, n_channels: in
 
 def make_delay(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3, *,
                delay: int = 4, pulse_prob: float = 0.08, noise: float = 0.05,
-               random_state: int | np.random.RandomState | None = None) -> tuple[np.ndarray, np.ndarray]:
+               random_state: RandomState = None) -> tuple[np.ndarray, np.ndarray]:
     """Delay line: each output echoes its channel's pulses ``delay`` steps later.
 
     Parameters
@@ -282,7 +284,7 @@ def make_delay(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3,
 
 def make_sine_generation(n_samples: int = 256, n_timesteps: int = 50, *,
                          frequencies: tuple[float, float] | Sequence[float] = (0.02, 0.08),
-                         dt: float = 1.0, random_state: int | np.random.RandomState | None = None
+                         dt: float = 1.0, random_state: RandomState = None
                          ) -> tuple[np.ndarray, np.ndarray]:
     """Sine-wave generation with the frequency given as a static input.
 
@@ -339,7 +341,7 @@ PULSE_TASKS = {
 
 
 def make_task(task: str, n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3,
-              *, random_state: int | np.random.RandomState | None = None, **task_params: object
+              *, random_state: RandomState = None, **task_params: object
               ) -> tuple[np.ndarray, np.ndarray]:
     """Generate ``(inputs, targets)`` for a pulse task by name.
 
@@ -384,7 +386,7 @@ def make_task(task: str, n_samples: int = 256, n_timesteps: int = 50, n_channels
 
 
 def make_random_probes(n_samples: int = 256, n_timesteps: int = 50, n_features: int = 3, *,
-                       random_state: int | np.random.RandomState | None = None) -> np.ndarray:
+                       random_state: RandomState = None) -> np.ndarray:
     """Generic probe inputs for models whose task is unknown.
 
     A mix that excites most recurrent networks: sparse pulses of random amplitude (in

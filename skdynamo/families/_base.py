@@ -35,8 +35,21 @@ class ModelFamily(ABC):
     one per fit and keeps it as ``family_`` (after the fit, :attr:`n_steps` holds the
     number of recorded steps members are aligned to).
 
-    Class attributes
-    ----------------
+    Parameters
+    ----------
+    recorder : 'auto' or callable, default='auto'
+        How members are recorded (``DynamoEmbedder``'s ``recorder``).
+    n_pcs : int, default=10
+        Principal components kept per member (per layer).
+    layers, spatial : default='auto', 'pool'
+        Settings of families that record chosen layers (see ``DynamoEmbedder``).
+    n_jobs : int, default=None
+        Members recorded in parallel (joblib threads).
+    n_steps : 'max' or int, default='max'
+        Steps members are aligned to (families whose members differ in depth).
+
+    Attributes
+    ----------
     name : str
         The family's value of ``DynamoEmbedder(meta_model=...)``.
     probe_rank : int
@@ -49,17 +62,6 @@ class ModelFamily(ABC):
         What :meth:`bake` returns (a plain ``nn.Module`` with ``config``).
     n_search_probes : int
         Training probes used by ``transform``'s embedding search.
-
-    Parameters
-    ----------
-    recorder : 'auto' or callable, default='auto'
-    n_pcs : int, default=10
-    layers, spatial : default='auto', 'pool'
-        Settings of families that record chosen layers (see ``DynamoEmbedder``).
-    n_jobs : int, default=None
-        Members recorded in parallel (joblib threads).
-    n_steps : 'max' or int, default='max'
-        Steps members are aligned to (families whose members differ in depth).
     """
 
     name = None

@@ -526,6 +526,11 @@ class ConvolutionalFamily(ModelFamily):
 
     Members of different depths are aligned by relative depth to :attr:`n_steps` steps
     (:func:`align_depths`); each member's layers are PCA-reduced separately.
+
+    Parameters
+    ----------
+    **settings
+        The recording settings of :class:`ModelFamily` (``spatial`` is checked here).
     """
 
     name = "cnn"

@@ -1,6 +1,14 @@
 """Pictures of the embedding space and of training (matplotlib, optional dependency)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["plot_embedding", "plot_training_curves"]
 
@@ -16,13 +24,16 @@ def _pyplot():
     return plt
 
 
-def plot_embedding(embeddings, *, color_by=None, marker_by=None, labels=None, ax=None,
-                   title="DYNAMO model embedding", dims=(0, 1)):
+def plot_embedding(embeddings: np.ndarray, *, color_by: Sequence | None = None,
+                   marker_by: Sequence | None = None, labels: Sequence | None = None,
+                   ax: Axes | None = None, title: str | None = "DYNAMO model embedding",
+                   dims: tuple[int, int] = (0, 1)) -> Axes:
     """Scatter the model embeddings, coloured by one label and marked by another.
 
     Parameters
     ----------
     embeddings : array-like of shape (n_models, n_components)
+        The embeddings (``embeddings_`` or the output of ``transform``).
     color_by : array-like of shape (n_models,), default=None
         Category per model for the colour (e.g. task).
     marker_by : array-like of shape (n_models,), default=None
@@ -30,12 +41,16 @@ def plot_embedding(embeddings, *, color_by=None, marker_by=None, labels=None, ax
     labels : array-like of shape (n_models,), default=None
         Text written beside each point.
     ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure by default.
+    title : str or None, default='DYNAMO model embedding'
+        Title of the axes.
     dims : tuple of two ints, default=(0, 1)
         Embedding dimensions to show.
 
     Returns
     -------
     ax : matplotlib Axes
+        The axes drawn on.
     """
     plt = _pyplot()
     z = np.asarray(embeddings, dtype=float)
@@ -72,8 +87,21 @@ def plot_embedding(embeddings, *, color_by=None, marker_by=None, labels=None, ax
     return ax
 
 
-def plot_training_curves(history, *, ax=None):
-    """Training and validation loss per epoch from ``DynamoEmbedder.history_``."""
+def plot_training_curves(history: Any, *, ax: Axes | None = None) -> Axes:
+    """Plot the training and held-out loss per epoch of a fit.
+
+    Parameters
+    ----------
+    history : skorch History
+        ``DynamoEmbedder.history_``.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure by default.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The axes drawn on.
+    """
     plt = _pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))

@@ -1,5 +1,8 @@
 """DynamoAverager: average models in embedding space (sklearn logic only)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 import numpy as np
 from scipy.special import softmax
 from sklearn.base import BaseEstimator
@@ -109,7 +112,7 @@ class DynamoAverager(BaseEstimator):
         self.center = center
         self.random_state = random_state
 
-    def fit(self, X, y=None):
+    def fit(self, X: Sequence, y: None = None) -> DynamoAverager:
         """Embed the members and build the network at their centre.
 
         Parameters
@@ -152,7 +155,7 @@ class DynamoAverager(BaseEstimator):
         check_is_fitted(self)
         return run_network(self.averaged_model_, X)
 
-    def predict(self, X):
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Run the averaged network on data.
 
         Parameters
@@ -168,7 +171,7 @@ class DynamoAverager(BaseEstimator):
         """
         return self._run(X)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities of the averaged network, for members that are classifiers.
 
         The softmax of the class scores: a CNN's logits, a sequence model's last step.
@@ -186,7 +189,7 @@ class DynamoAverager(BaseEstimator):
         """
         return softmax(final_outputs(self._run(X)).astype(np.float64), axis=1)
 
-    def score(self, X, y=None):
+    def score(self, X: Sequence, y: None = None) -> float:
         """Agreement of the averaged network with (held-out) members, higher is better.
 
         Each model is run on the embedder's probe inputs. For classifiers (an embedder

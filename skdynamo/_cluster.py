@@ -1,5 +1,8 @@
 """DynamoCluster: cluster models by the computation they perform (sklearn logic only)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from numbers import Integral
 
 import numpy as np
@@ -147,7 +150,7 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         labels = est.fit_predict(Z)
         return est, labels, scores
 
-    def fit(self, X, y=None):
+    def fit(self, X: Sequence, y: None = None) -> DynamoCluster:
         """Embed the models and cluster their embeddings.
 
         Parameters
@@ -182,7 +185,7 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         self.silhouette_scores_ = scores
         return self
 
-    def predict(self, X):
+    def predict(self, X: Sequence) -> np.ndarray:
         """Assign unseen models to the fitted clusters.
 
         The models are embedded with the fitted embedder (meta-model frozen), then
@@ -210,7 +213,7 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         d = ((Z[:, None] - self.cluster_centers_[None]) ** 2).sum(-1)
         return self._center_labels[d.argmin(1)]
 
-    def transform(self, X):
+    def transform(self, X: Sequence) -> np.ndarray:
         """Embed (unseen) models with the fitted embedder.
 
         Parameters

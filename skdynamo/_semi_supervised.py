@@ -1,5 +1,7 @@
 """DynamoSemiSupervised: learn a task from a few labels, with a population as the prior."""
 
+from __future__ import annotations
+
 from numbers import Integral, Real
 
 import numpy as np
@@ -272,7 +274,7 @@ class DynamoSemiSupervised(BaseEstimator):
         return loss
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, y):
+    def fit(self, X: np.ndarray, y: np.ndarray) -> DynamoSemiSupervised:
         """Find the embedding whose network fits the labelled samples.
 
         Parameters
@@ -360,7 +362,7 @@ class DynamoSemiSupervised(BaseEstimator):
         check_is_fitted(self)
         return run_network(self.model_, X)
 
-    def predict(self, X):
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Predict classes or targets for input sequences.
 
         Parameters
@@ -384,7 +386,7 @@ class DynamoSemiSupervised(BaseEstimator):
         return last[:, 0] if self._form == "scalar" else last
 
     @available_if(_may_predict_proba)
-    def predict_proba(self, X):
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities: softmax of the last step's outputs.
 
         Parameters
@@ -399,7 +401,7 @@ class DynamoSemiSupervised(BaseEstimator):
         """
         return softmax(final_outputs(self._outputs(X)).astype(np.float64), axis=1)
 
-    def score(self, X, y):
+    def score(self, X: np.ndarray, y: np.ndarray) -> float:
         """Accuracy (classification) or R^2 (regression) on the labelled samples of ``y``.
 
         Samples marked unlabelled (-1 / NaN) are left out.

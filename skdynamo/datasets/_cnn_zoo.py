@@ -9,6 +9,8 @@ variant writes the same 10 logits, so all members share one output space.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from os import PathLike
 import time
 from functools import partial
 
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
 from ._builder import (at_least, build_population, check_grid, check_names, grid, member_seed,
@@ -232,10 +234,13 @@ def _train_member(spec, n_steps, lr, min_accuracy, max_retries):
 
 
 @with_cache_parameters
-def make_cnn_population(variants=("digits", "parity", "permuted"), widths=(8, 16),
-                        depths=(2, 3), n_seeds=3, *, seed_offset=0, n_steps=1500, lr=1e-2,
-                        n_probes=256, min_accuracy=0.85, max_retries=2, data_home=None,
-                        download_if_missing=True, n_jobs=None, verbose=False):
+def make_cnn_population(variants: Sequence[str] = ("digits", "parity", "permuted"),
+                        widths: Sequence[int] = (8, 16), depths: Sequence[int] = (2, 3),
+                        n_seeds: int = 3, *, seed_offset: int = 0, n_steps: int = 1500,
+                        lr: float = 1e-2, n_probes: int = 256, min_accuracy: float = 0.85,
+                        max_retries: int = 2, data_home: str | PathLike | None = None,
+                        download_if_missing: bool = True, n_jobs: int | None = None,
+                        verbose: bool = False) -> Bunch:
     """Train (or load from the cache) a seeded population of small CNNs on digits images.
 
     The population is the full grid ``variants x widths x depths x seeds`` of

@@ -11,11 +11,13 @@ with cross-entropy at every step; their logits are the outputs DYNAMO emulates.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from os import PathLike
 from functools import partial
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
 from ..nn import CELLS
@@ -244,11 +246,15 @@ def _train_agent(spec, common):
 
 
 @with_cache_parameters
-def make_cognitive_population(tasks=POPULATION_TASKS, cells=("rnn", "gru", "lstm"), n_seeds=2, *,
-                              hidden_size=32, seed_offset=0, n_steps=1000, n_timesteps=40,
-                              lr=1e-2, batch_size=64, n_probes=256, min_score=0.9,
-                              max_retries=2, data_home=None, download_if_missing=True,
-                              n_jobs=None, verbose=False, random_state=0):
+def make_cognitive_population(tasks: Sequence[str] = POPULATION_TASKS,
+                              cells: Sequence[str] = ("rnn", "gru", "lstm"), n_seeds: int = 2, *,
+                              hidden_size: int = 32, seed_offset: int = 0, n_steps: int = 1000,
+                              n_timesteps: int = 40, lr: float = 1e-2, batch_size: int = 64,
+                              n_probes: int = 256, min_score: float = 0.9, max_retries: int = 2,
+                              data_home: str | PathLike | None = None,
+                              download_if_missing: bool = True, n_jobs: int | None = None,
+                              verbose: bool = False,
+                              random_state: int | np.random.RandomState | None = 0) -> Bunch:
     """Train (or load from the cache) agents on several cognitive tasks (logits every step).
 
     The population is the grid ``tasks x cells x seeds`` of

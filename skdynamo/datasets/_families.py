@@ -6,6 +6,10 @@ continuous parameter (the leak rate of leaky integration by default), so that a
 population can be trained on some values and a held-out value lies between them.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
 import warnings
 from functools import partial
 
@@ -25,12 +29,16 @@ __all__ = ["make_family_population", "make_sequence_classification",
            "make_classifier_population", "train_sequence_classifier"]
 
 
-def make_family_population(values=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4), *, task="leaky_integration",
-                           param="leak", cells=("gru",), hidden_sizes=(16,), n_seeds=2,
-                           seed_offset=0, n_steps=800, n_timesteps=50, n_channels=3,
-                           n_probes=256, min_score=0.9, max_retries=2, data_home=None,
-                           download_if_missing=True, n_jobs=None, verbose=False,
-                           random_state=0):
+def make_family_population(values: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4), *,
+                           task: str = "leaky_integration", param: str = "leak",
+                           cells: Sequence[str] = ("gru",), hidden_sizes: Sequence[int] = (16,),
+                           n_seeds: int = 2, seed_offset: int = 0, n_steps: int = 800,
+                           n_timesteps: int = 50, n_channels: int = 3, n_probes: int = 256,
+                           min_score: float = 0.9, max_retries: int = 2,
+                           data_home: str | PathLike | None = None,
+                           download_if_missing: bool = True, n_jobs: int | None = None,
+                           verbose: bool = False,
+                           random_state: int | np.random.RandomState | None = 0) -> Bunch:
     """Train (or load) a population over a continuous parameter of one pulse task.
 
     For each value ``v`` of ``values`` the grid ``cells x hidden_sizes x seeds`` is
@@ -113,8 +121,11 @@ def make_family_population(values=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4), *, task="leak
     )
 
 
-def make_sequence_classification(n_samples=256, n_timesteps=50, n_channels=3, *, leak=0.1,
-                                 pulse_prob=0.08, noise=0.05, random_state=None):
+def make_sequence_classification(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3,
+                                 *, leak: float = 0.1, pulse_prob: float = 0.08,
+                                 noise: float = 0.05,
+                                 random_state: int | np.random.RandomState | None = None
+                                ) -> tuple[np.ndarray, np.ndarray]:
     """Generate sequence classification on the pulse interface: which channel leads at the end.
 
     Each channel's pulses are integrated with leak rate ``leak``
@@ -149,9 +160,11 @@ def make_sequence_classification(n_samples=256, n_timesteps=50, n_channels=3, *,
     return inputs, final.argmax(1).astype(np.int64)
 
 
-def train_sequence_classifier(cell="gru", hidden_size=16, *, leak=0.1, n_steps=800,
-                              batch_size=64, n_timesteps=50, n_channels=3, lr=1e-2,
-                              random_state=0):
+def train_sequence_classifier(cell: str = "gru", hidden_size: int = 16, *, leak: float = 0.1,
+                              n_steps: int = 800, batch_size: int = 64, n_timesteps: int = 50,
+                              n_channels: int = 3, lr: float = 1e-2,
+                              random_state: int | np.random.RandomState | None = 0
+                             ) -> tuple[RecurrentNetwork, float]:
     """Train a :class:`RecurrentNetwork` whose last output is the class logits.
 
     Cross-entropy on the last time step of :func:`make_sequence_classification`.
@@ -212,11 +225,15 @@ def _train_classifier_member(spec, common):
     return train_with_retries(attempt, common["max_retries"])[1]
 
 
-def make_classifier_population(leaks=(0.0, 0.1, 0.3), *, cells=("gru",), hidden_sizes=(16,),
-                               n_seeds=2, seed_offset=0, n_steps=800, n_timesteps=50,
-                               n_channels=3, n_probes=256, min_score=0.8, max_retries=0,
-                               data_home=None, download_if_missing=True, n_jobs=None,
-                               verbose=False, random_state=0):
+def make_classifier_population(leaks: Sequence[float] = (0.0, 0.1, 0.3), *,
+                               cells: Sequence[str] = ("gru",), hidden_sizes: Sequence[int] = (16,),
+                               n_seeds: int = 2, seed_offset: int = 0, n_steps: int = 800,
+                               n_timesteps: int = 50, n_channels: int = 3, n_probes: int = 256,
+                               min_score: float = 0.8, max_retries: int = 0,
+                               data_home: str | PathLike | None = None,
+                               download_if_missing: bool = True, n_jobs: int | None = None,
+                               verbose: bool = False,
+                               random_state: int | np.random.RandomState | None = 0) -> Bunch:
     """Train (or load) sequence classifiers over leak rates (cached, weights only).
 
     A member whose held-out accuracy stays below ``min_score`` is retrained from a new

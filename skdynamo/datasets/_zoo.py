@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from os import PathLike
 from functools import partial
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
 from ..nn import CELLS
@@ -136,11 +138,15 @@ def _train_member(spec, n_steps, n_timesteps, n_channels, min_score, max_retries
 
 
 @with_cache_parameters
-def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn", "gru", "lstm"),
-                        hidden_sizes=(32,), n_seeds=3, *, seed_offset=0, task_params=None,
-                        n_steps=1000, n_timesteps=50, n_channels=3, n_probes=256,
-                        min_score=0.9, max_retries=2, data_home=None, download_if_missing=True,
-                        n_jobs=None, verbose=False, random_state=0):
+def make_rnn_population(tasks: Sequence[str] = ("flipflop", "integration", "delay"),
+                        cells: Sequence[str] = ("rnn", "gru", "lstm"),
+                        hidden_sizes: Sequence[int] = (32,), n_seeds: int = 3, *,
+                        seed_offset: int = 0, task_params: dict | None = None, n_steps: int = 1000,
+                        n_timesteps: int = 50, n_channels: int = 3, n_probes: int = 256,
+                        min_score: float = 0.9, max_retries: int = 2,
+                        data_home: str | PathLike | None = None, download_if_missing: bool = True,
+                        n_jobs: int | None = None, verbose: bool = False,
+                        random_state: int | np.random.RandomState | None = 0) -> Bunch:
     """Train (or load from the cache) a seeded population of recurrent networks.
 
     Every member reads the same pulse interface (``n_channels`` noisy +-1 pulse channels)

@@ -16,6 +16,10 @@ A new family is one module defining a subclass of :class:`ModelFamily` and one e
 ``skdynamo.families.FAMILIES``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -70,8 +74,9 @@ class ModelFamily(ABC):
     standalone_class = None
     n_search_probes = 32
 
-    def __init__(self, *, recorder="auto", n_pcs=10, layers="auto", spatial="pool",
-                 n_jobs=None, n_steps="max"):
+    def __init__(self, *, recorder: str | Callable = "auto", n_pcs: int = 10, layers: Any = "auto",
+                 spatial: str | int | tuple[int, int] = "pool", n_jobs: int | None = None,
+                 n_steps: str | int = "max") -> None:
         self.recorder, self.n_pcs, self.n_jobs = recorder, n_pcs, n_jobs
         self.layers, self.spatial, self.n_steps = layers, spatial, n_steps
 

@@ -18,6 +18,7 @@ logits by default, baked into a :class:`~skdynamo.StandaloneCNN`.
 
 from __future__ import annotations
 
+from typing import Any
 import numbers
 from collections.abc import Sequence
 
@@ -540,7 +541,7 @@ class ConvolutionalFamily(ModelFamily):
     # An image is one step per layer, so CNNs take more images for their per-layer maps.
     n_search_probes = 128
 
-    def __init__(self, **settings):
+    def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
         self.grid = _check_spatial(self.spatial)
 

@@ -1,8 +1,16 @@
 """Sphinx configuration for skdynamo.
 
 Light mode (default, what CI builds): gallery examples are listed but not executed, so
-the build takes seconds. ``SKDYNAMO_DOCS_GALLERY=1`` runs every example and renders its
-figures and thumbnails (several minutes on a CPU).
+the build takes under a minute. ``SKDYNAMO_DOCS_GALLERY=1`` runs every example and renders
+its figures and thumbnails.
+
+Why CI does not run the gallery: every one of the eight examples trains a meta-model
+(40-100 epochs on 12-36 networks, 1-3 fits each, about 11 fits in all), and most first
+train or load a model zoo. At the measured cost of an epoch (about 0.9 s per 10 models on
+one CPU thread) that is well over ten minutes on a 2-core CI machine, against about five
+for the whole test suite, and no subset is cheaper than its slowest fit. The examples'
+code paths are covered by the tests (same estimators, tiny populations); run the gallery
+before a release (docs/developers.md, release checklist).
 """
 
 import os
@@ -64,7 +72,10 @@ numpydoc_validation_exclude = {
 
 html_theme = "pydata_sphinx_theme"
 html_static_path = ["_static"]
-html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
+# Page titles are one or two words (the heading's longer phrase is the page's first line),
+# so the top bar holds every page on one line without wrapping; the rest go to "More".
+html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2,
+                      "header_links_before_dropdown": 7}
 html_title = f"skdynamo {release}"
 
 _run_gallery = os.environ.get("SKDYNAMO_DOCS_GALLERY", "0") not in ("", "0")

@@ -1,4 +1,4 @@
-"""Benchmark of DynamoEmbedder on the default recurrent population (issue #2 figures).
+"""Benchmark of DynamoEmbedder on the default recurrent population (the README's figures).
 
 Run:  python benchmarks/bench_embedder.py            (about 10 minutes on 2 cores)
       python benchmarks/bench_embedder.py --quick    (skips the scaling study)

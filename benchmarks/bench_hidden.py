@@ -1,4 +1,4 @@
-"""Benchmark: outputs agree, hidden computation differs (DESIGN.md §4).
+"""Benchmark: outputs agree, hidden computation differs.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_hidden.py             # headline + variants
     OMP_NUM_THREADS=1 python benchmarks/bench_hidden.py --only default n_components=4

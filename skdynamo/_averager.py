@@ -1,5 +1,8 @@
 """DynamoAverager: average models in embedding space (sklearn logic only)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 import numpy as np
 from scipy.special import softmax
 from sklearn.base import BaseEstimator
@@ -109,7 +112,7 @@ class DynamoAverager(BaseEstimator):
         self.center = center
         self.random_state = random_state
 
-    def fit(self, X, y=None):
+    def fit(self, X: Sequence, y: None = None) -> DynamoAverager:
         """Embed the members and build the network at their centre.
 
         Parameters
@@ -117,10 +120,12 @@ class DynamoAverager(BaseEstimator):
         X : sequence of torch.nn.Module or Trajectories
             The members (one architecture or several; same input and output widths).
         y : Ignored
+            Not used, present for API consistency by convention.
 
         Returns
         -------
         self : DynamoAverager
+            The fitted estimator.
         """
         self._validate_params()
         models = check_models(X)
@@ -150,8 +155,8 @@ class DynamoAverager(BaseEstimator):
         check_is_fitted(self)
         return run_network(self.averaged_model_, X)
 
-    def predict(self, X):
-        """Outputs of the averaged network on data.
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Run the averaged network on data.
 
         Parameters
         ----------
@@ -166,17 +171,25 @@ class DynamoAverager(BaseEstimator):
         """
         return self._run(X)
 
-    def predict_proba(self, X):
-        """Softmax of the class scores (a CNN's logits, a sequence model's last step), for
-        members that are classifiers.
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities of the averaged network, for members that are classifiers.
+
+        The softmax of the class scores: a CNN's logits, a sequence model's last step.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_inputs)
+            Sequences, or images ``(n_samples, channels, height, width)`` for a
+            population of CNNs.
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_outputs)
+            Probabilities; each row sums to 1.
         """
         return softmax(final_outputs(self._run(X)).astype(np.float64), axis=1)
 
-    def score(self, X, y=None):
+    def score(self, X: Sequence, y: None = None) -> float:
         """Agreement of the averaged network with (held-out) members, higher is better.
 
         Each model is run on the embedder's probe inputs. For classifiers (an embedder
@@ -187,11 +200,14 @@ class DynamoAverager(BaseEstimator):
         Parameters
         ----------
         X : sequence of torch.nn.Module or Trajectories
+            The models to compare with, usually members not used in ``fit``.
         y : Ignored
+            Not used, present for API consistency by convention.
 
         Returns
         -------
         score : float
+            Mean argmax agreement (classifiers) or mean output R^2, at most 1.
         """
         check_is_fitted(self)
         models = check_models(X)

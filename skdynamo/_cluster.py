@@ -1,5 +1,8 @@
 """DynamoCluster: cluster models by the computation they perform (sklearn logic only)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from numbers import Integral
 
 import numpy as np
@@ -182,7 +185,7 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         labels = est.fit_predict(Z)
         return est, labels, scores
 
-    def fit(self, X, y=None):
+    def fit(self, X: Sequence, y: None = None) -> DynamoCluster:
         """Embed the models and cluster their embeddings.
 
         Parameters
@@ -195,6 +198,7 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         Returns
         -------
         self : DynamoCluster
+            The fitted estimator.
         """
         self._validate_params()
         models = check_models(X)
@@ -220,7 +224,7 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         self.silhouette_scores_ = scores
         return self
 
-    def predict(self, X):
+    def predict(self, X: Sequence) -> np.ndarray:
         """Assign unseen models to the fitted clusters.
 
         The models are embedded with the fitted embedder (meta-model frozen) and described
@@ -230,10 +234,13 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of torch.nn.Module or Trajectories
+            The models to embed: members of the fitted family (or their recordings), with
+            the inputs and outputs of the fitted population.
 
         Returns
         -------
         labels : ndarray of shape (n_models,)
+            The cluster of each model (labels as in ``labels_``).
         """
         check_is_fitted(self)
         F, _ = self._features(self.embedder_, self.transform(X), self._pca)
@@ -245,12 +252,19 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         d = ((F[:, None] - self._feature_centers[None]) ** 2).sum(-1)
         return self._center_labels[d.argmin(1)]
 
-    def transform(self, X):
-        """Embeddings of (unseen) models with the fitted embedder.
+    def transform(self, X: Sequence) -> np.ndarray:
+        """Embed (unseen) models with the fitted embedder.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The models to embed: members of the fitted family (or their recordings), with
+            the inputs and outputs of the fitted population.
 
         Returns
         -------
         embeddings : ndarray of shape (n_models, n_components)
+            One embedding per model, in the space of ``embeddings_``.
         """
         check_is_fitted(self)
         return np.asarray(self.embedder_.transform(check_models(X)), dtype=np.float64)

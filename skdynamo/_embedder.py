@@ -328,6 +328,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Returns
         -------
         self : DynamoEmbedder
+            The fitted estimator.
         """
         self._validate_params()
         models = check_models(X)
@@ -417,9 +418,17 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def fit_transform(self, X: Models, y: None = None) -> np.ndarray:
         """Fit and return the training embeddings (``embeddings_``).
 
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The population; each model is one sample.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
         Returns
         -------
         embeddings : ndarray of shape (n_models, n_components)
+            One embedding per model, in the order of ``X``.
         """
         return self.fit(X, y).embeddings_.copy()
 
@@ -429,6 +438,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Parameters
         ----------
         X : sequence of torch.nn.Module or Trajectories
+            The models to embed: members of the fitted family (or their recordings), with
+            the inputs and outputs of the fitted population.
 
         Returns
         -------
@@ -511,10 +522,13 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Parameters
         ----------
         X : sequence of torch.nn.Module or Trajectories
+            The models to embed: members of the fitted family (or their recordings), with
+            the inputs and outputs of the fitted population.
 
         Returns
         -------
         embeddings : ndarray of shape (n_models, n_components)
+            One embedding per model, in the order of ``X``.
         """
         return self._embed(X)[0]
 
@@ -525,16 +539,38 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         of ``(output R^2 + hidden R^2) / 2`` on the held-out probes (with
         ``output_loss='kl'``, the output R^2 of the softmax probabilities).
 
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The models to embed: members of the fitted family (or their recordings), with
+            the inputs and outputs of the fitted population.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
         Returns
         -------
         score : float
+            The mean emulation R^2, at most 1.
         """
         _, scores = self._embed(X)
         return float(np.mean((scores.output_r2 + scores.hidden_r2) / 2))
 
     def emulation_report(self, X: Models) -> Bunch:
-        """Embed ``X`` and return a Bunch with ``embeddings``, ``output_r2``, ``hidden_r2``
-        (and ``agreement`` for classifiers), measured on the held-out probes."""
+        """Embed ``X`` and report how well the meta-model emulates each model.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The models to embed: members of the fitted family (or their recordings), with
+            the inputs and outputs of the fitted population.
+
+        Returns
+        -------
+        report : Bunch
+            ``embeddings`` (as :meth:`transform`), ``output_r2`` and ``hidden_r2`` (and
+            ``agreement`` for classifiers), one value per model, measured on the
+            held-out probes.
+        """
         theta, scores = self._embed(X)
         return Bunch(embeddings=theta, **scores)
 
@@ -607,6 +643,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Returns
         -------
         features : ndarray of shape (n_points, n_features)
+            One row per point: emulated outputs, then meta-model states, flattened.
 
         Examples
         --------
@@ -655,6 +692,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Parameters
         ----------
         z : array-like of shape (n_components,)
+            A point of the embedding space (need not be a member's embedding).
 
         Returns
         -------

@@ -14,8 +14,12 @@ __all__ = ["Converged", "DivergenceError", "DynamoNet", "EpochProgressBar", "LRW
 
 
 class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss, or a held-out loss far above its value before
-    training."""
+    """Training diverged: the loss is not finite, or far above its value before training.
+
+    Raised by ``fit`` when the loss becomes infinite or NaN, or when the held-out loss of
+    the trained meta-model ends more than ten times above its value before training (and
+    above 1). The message names ``lr``: a lower learning rate is the usual remedy.
+    """
 
 
 class ProbeDataset(torch.utils.data.Dataset):
@@ -52,7 +56,7 @@ class DynamoNet(NeuralNet):
                 f"Lower the learning rate (lr={self.lr}) or check the recorded targets.")
         return loss
 
-    # Issue #12: skorch ends training quietly on KeyboardInterrupt, and a finite but
+    # skorch ends training quietly on KeyboardInterrupt, and a finite but
     # exploding loss passes get_loss; either would hand back a half-trained fit.
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         self._interrupted, self._initial_loss = None, held_out_loss(self, X, y)

@@ -312,6 +312,7 @@ def load_weights(path: str | os.PathLike, **params: Any) -> Any:
     Parameters
     ----------
     path : str or path-like
+        A file written by :func:`save_weights`.
     **params
         Constructor parameters that were not stored because they are code (a callable
         ``recorder``, ``callbacks``), or overrides such as ``device``/``n_jobs``.
@@ -390,6 +391,13 @@ def save_estimator(estimator: Any, path: str | os.PathLike) -> None:
     Any estimator works (also a Pipeline or a grid search holding skdynamo estimators).
     Reading the file back runs code: use :func:`load_estimator` on trusted files only, and
     :func:`save_weights` for files that are shared.
+
+    Parameters
+    ----------
+    estimator : object
+        The estimator to save, fitted or not.
+    path : str or path-like
+        Written atomically (a partial file never replaces a good one).
     """
     import joblib
     import sklearn
@@ -412,9 +420,15 @@ def load_estimator(path: str | os.PathLike, *, trusted: bool = False) -> Any:
     Parameters
     ----------
     path : str or path-like
+        A file written by :func:`save_estimator` or ``joblib.dump``.
     trusted : bool, default=False
         Unpickling runs the code the file names, so it must be asked for explicitly:
         ``trusted=True`` only for files you (or someone you trust) wrote.
+
+    Returns
+    -------
+    object
+        The estimator that was saved.
 
     Raises
     ------

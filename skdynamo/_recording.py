@@ -8,6 +8,8 @@ de-duplication, models sharing parts recorded in turn, errors naming the model).
 family modules (``skdynamo.families``) write only what differs: which hooks, what is kept.
 """
 
+from __future__ import annotations
+
 from contextlib import contextmanager
 
 import numpy as np
@@ -44,7 +46,7 @@ class Trajectories:
     ((4, 10, 8), (4, 10, 3))
     """
 
-    def __init__(self, hidden, outputs, name=None):
+    def __init__(self, hidden: np.ndarray, outputs: np.ndarray, name: str | None = None) -> None:
         self.hidden = np.asarray(hidden, dtype=np.float32)
         self.outputs = np.asarray(outputs, dtype=np.float32)
         self.name = name
@@ -63,7 +65,8 @@ class Trajectories:
                              f"outputs has {self.outputs.shape[1]}.")
 
     @property
-    def n_probes(self):
+    def n_probes(self) -> int:
+        """Number of probe inputs recorded."""
         return self.hidden.shape[0]
 
     def __repr__(self):
@@ -112,7 +115,7 @@ def probe_batches(model, inputs, batch_size):
     """``inputs`` in batches of ``batch_size``, as tensors on ``model``'s device and dtype.
 
     Each batch is a copy: a model that edits its input in place must not corrupt the
-    caller's probes or the next model's recording (issue #12).
+    caller's probes or the next model's recording.
     """
     device, dtype = model_device(model)
     for start in range(0, len(inputs), batch_size):

@@ -1,5 +1,7 @@
 """DynamoSemiSupervised: learn a task from a few labels, with a population as the prior."""
 
+from __future__ import annotations
+
 from numbers import Integral, Real
 
 import numpy as np
@@ -272,7 +274,7 @@ class DynamoSemiSupervised(BaseEstimator):
         return loss
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, y):
+    def fit(self, X: np.ndarray, y: np.ndarray) -> DynamoSemiSupervised:
         """Find the embedding whose network fits the labelled samples.
 
         Parameters
@@ -288,6 +290,7 @@ class DynamoSemiSupervised(BaseEstimator):
         Returns
         -------
         self : DynamoSemiSupervised
+            The fitted estimator.
         """
         self._validate_params()
         if y is None:
@@ -359,7 +362,7 @@ class DynamoSemiSupervised(BaseEstimator):
         check_is_fitted(self)
         return run_network(self.model_, X)
 
-    def predict(self, X):
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Predict classes or targets for input sequences.
 
         Parameters
@@ -383,23 +386,37 @@ class DynamoSemiSupervised(BaseEstimator):
         return last[:, 0] if self._form == "scalar" else last
 
     @available_if(_may_predict_proba)
-    def predict_proba(self, X):
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities: softmax of the last step's outputs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_inputs)
+            Sequences, or images ``(n_samples, channels, height, width)`` for CNNs.
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
+            Probabilities of ``classes_``; each row sums to 1.
         """
         return softmax(final_outputs(self._outputs(X)).astype(np.float64), axis=1)
 
-    def score(self, X, y):
+    def score(self, X: np.ndarray, y: np.ndarray) -> float:
         """Accuracy (classification) or R^2 (regression) on the labelled samples of ``y``.
 
         Samples marked unlabelled (-1 / NaN) are left out.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_timesteps, n_inputs)
+            Sequences, or images ``(n_samples, channels, height, width)`` for CNNs.
+        y : array-like
+            Labels or targets in the form ``fit`` took.
+
         Returns
         -------
         score : float
+            Accuracy, or R^2 of the predicted targets (at most 1).
         """
         check_is_fitted(self)
         inner = unwrap(self.embedder_)

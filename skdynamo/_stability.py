@@ -1,5 +1,8 @@
 """How much an embedding changes between refits: Procrustes-aligned disagreement."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 import itertools
 
 import numpy as np
@@ -52,7 +55,7 @@ def _aligned_disagreement(reference, other):
     return float(rms / scale_ref)
 
 
-def embedding_disagreement(embeddings):
+def embedding_disagreement(embeddings: Sequence[np.ndarray]) -> float:
     """Disagreement between embeddings of one population from refits (other random_state).
 
     For every pair of refits ``(a, b)`` (both orders), ``b`` is aligned to ``a`` by the
@@ -70,6 +73,7 @@ def embedding_disagreement(embeddings):
     Returns
     -------
     disagreement : float
+        0 for maps equal up to a similarity transform; about 1 or more for unrelated maps.
 
     Examples
     --------

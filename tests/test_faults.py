@@ -1,4 +1,4 @@
-"""Faults and bad inputs (issue #12): each raises a clear error at the point of entry and
+"""Faults and bad inputs: each raises a clear error at the point of entry and
 leaves a previously fitted estimator, the caller's models and the caller's arrays as
 they were.
 

@@ -1,5 +1,8 @@
 """Representation-geometry baseline: linear CKA between hidden states, + classical MDS."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from numbers import Integral
 
 import numpy as np
@@ -13,7 +16,7 @@ from ..utils.validation import check_models
 __all__ = ["LinearCKAEmbedding", "linear_cka", "cka_distances"]
 
 
-def linear_cka(X, Y):
+def linear_cka(X: np.ndarray, Y: np.ndarray) -> float:
     """Linear centred kernel alignment of two representations of the same samples.
 
     ``CKA(X, Y) = ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` with column-centred
@@ -23,13 +26,24 @@ def linear_cka(X, Y):
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features_x)
+        One representation (a row per sample).
     Y : array-like of shape (n_samples, n_features_y)
+        The other, of the same samples in the same order.
 
     Returns
     -------
     cka : float
         In [0, 1]; 1 for representations equal up to rotation and scale. 0 when either is
         constant.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdynamo.baselines import linear_cka
+    >>> X = np.random.default_rng(0).normal(size=(50, 4))
+    >>> Q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(4, 4)))
+    >>> round(linear_cka(X, 2 * X @ Q), 6)
+    1.0
     """
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
@@ -52,12 +66,13 @@ def _representation(index, model, probes, family):
     return family.representation(t)
 
 
-def cka_distances(models, probe_inputs):
+def cka_distances(models: Sequence, probe_inputs: np.ndarray) -> np.ndarray:
     """Pairwise ``1 - linear CKA`` between the models' hidden states on shared probes.
 
     Parameters
     ----------
     models : sequence of torch.nn.Module or Trajectories
+        The models to compare.
     probe_inputs : array-like
         Sequences ``(n_probes, n_timesteps, n_features)`` or images ``(n_probes, channels,
         height, width)``.
@@ -129,12 +144,25 @@ class LinearCKAEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         "n_components": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, probe_inputs=None, n_components=2):
+    def __init__(self, probe_inputs: np.ndarray | None = None, n_components: int = 2) -> None:
         self.probe_inputs = probe_inputs
         self.n_components = n_components
 
-    def fit(self, X, y=None):
-        """Record the models' hidden states, compute CKA distances and their MDS."""
+    def fit(self, X: Sequence, y: None = None) -> LinearCKAEmbedding:
+        """Record the models' hidden states, compute CKA distances and their MDS.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The population; each model is one sample.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : LinearCKAEmbedding
+            The fitted estimator.
+        """
         self._validate_params()
         if self.probe_inputs is None:
             raise ValueError("LinearCKAEmbedding needs probe_inputs=, an array of shape "
@@ -149,8 +177,21 @@ class LinearCKAEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self._n_features_out = self.n_components
         return self
 
-    def fit_transform(self, X, y=None):
-        """Fit and return the embeddings of ``X``."""
+    def fit_transform(self, X: Sequence, y: None = None) -> np.ndarray:
+        """Fit and return the embeddings of ``X``.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The population; each model is one sample.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_models, n_components)
+            One embedding per model.
+        """
         return self.fit(X).embeddings_.copy()
 
     def __sklearn_tags__(self):

@@ -1,5 +1,8 @@
 """Output-space baseline: outputs on the probe inputs, flattened, + PCA."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
 from numbers import Integral
 
 import numpy as np
@@ -65,7 +68,8 @@ class OutputSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         "random_state": ["random_state"],
     }
 
-    def __init__(self, probe_inputs=None, n_components=2, *, random_state=None):
+    def __init__(self, probe_inputs: np.ndarray | None = None, n_components: int = 2, *,
+                 random_state: int | np.random.RandomState | None = None) -> None:
         self.probe_inputs = probe_inputs
         self.n_components = n_components
         self.random_state = random_state
@@ -78,8 +82,21 @@ class OutputSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                              f"{sorted(shapes)}.")
         return np.stack([o.reshape(-1) for o in outs]).astype(np.float64)
 
-    def fit(self, X, y=None):
-        """Record the models' outputs on the probes and fit the PCA."""
+    def fit(self, X: Sequence, y: None = None) -> OutputSpaceEmbedding:
+        """Record the models' outputs on the probes and fit the PCA.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The population; each model is one sample.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : OutputSpaceEmbedding
+            The fitted estimator.
+        """
         self._validate_params()
         if self.probe_inputs is None:
             raise ValueError("OutputSpaceEmbedding needs probe_inputs=, an array of shape "
@@ -97,12 +114,36 @@ class OutputSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         self._n_features_out = self.n_components
         return self
 
-    def fit_transform(self, X, y=None):
-        """Fit and return the embeddings of ``X``."""
+    def fit_transform(self, X: Sequence, y: None = None) -> np.ndarray:
+        """Fit and return the embeddings of ``X``.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The population; each model is one sample.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_models, n_components)
+            One embedding per model.
+        """
         return self.fit(X).embeddings_.copy()
 
-    def transform(self, X):
-        """Embed models with the fitted PCA."""
+    def transform(self, X: Sequence) -> np.ndarray:
+        """Embed models with the fitted PCA.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The models to embed.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_models, n_components)
+            One embedding per model.
+        """
         check_is_fitted(self)
         models = check_models(X)
         probes = check_probe_inputs(self.probe_inputs_, models)

@@ -1,6 +1,9 @@
 """Weight-space baselines: flattened parameters (+ PCA) and plain weight averaging."""
 
+from __future__ import annotations
+
 import copy
+from collections.abc import Sequence
 from numbers import Integral
 
 import numpy as np
@@ -80,12 +83,26 @@ class WeightSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_components=2, *, random_state=None):
+    def __init__(self, n_components: int = 2, *,
+                 random_state: int | np.random.RandomState | None = None) -> None:
         self.n_components = n_components
         self.random_state = random_state
 
-    def fit(self, X, y=None):
-        """Fit the PCA on the flattened parameters of the models in ``X``."""
+    def fit(self, X: Sequence[nn.Module], y: None = None) -> WeightSpaceEmbedding:
+        """Fit the PCA on the flattened parameters of the models in ``X``.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The population; each model is one sample.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : WeightSpaceEmbedding
+            The fitted estimator.
+        """
         self._validate_params()
         models = check_models(X)
         signature = _check_same_architecture(models)
@@ -101,12 +118,36 @@ class WeightSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         self._n_features_out = self.n_components
         return self
 
-    def fit_transform(self, X, y=None):
-        """Fit and return the embeddings of ``X``."""
+    def fit_transform(self, X: Sequence[nn.Module], y: None = None) -> np.ndarray:
+        """Fit and return the embeddings of ``X``.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The population; each model is one sample.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_models, n_components)
+            One embedding per model.
+        """
         return self.fit(X).embeddings_.copy()
 
-    def transform(self, X):
-        """Embed models of the fitted architecture."""
+    def transform(self, X: Sequence[nn.Module]) -> np.ndarray:
+        """Embed models of the fitted architecture.
+
+        Parameters
+        ----------
+        X : sequence of torch.nn.Module or Trajectories
+            The models to embed.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_models, n_components)
+            One embedding per model.
+        """
         check_is_fitted(self)
         models = check_models(X)
         _check_same_architecture(models, self._signature)
@@ -118,7 +159,8 @@ class WeightSpaceEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         return tags
 
 
-def average_weights(models, weights=None):
+def average_weights(models: Sequence[nn.Module], weights: np.ndarray | None = None
+                    ) -> nn.Module:
     """Baseline: average the parameters of same-architecture models.
 
     Parameters

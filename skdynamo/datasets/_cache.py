@@ -1,5 +1,7 @@
 """The one train-or-load cache behind every model zoo (weights only, never pickled code)."""
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
@@ -17,11 +19,35 @@ from .._persistence import _first_line
 __all__ = ["get_data_home", "load_or_train", "one_torch_thread", "spec_key"]
 
 
-def get_data_home(data_home=None):
-    """Folder where skdynamo caches trained populations.
+def get_data_home(data_home: str | os.PathLike | None = None) -> Path:
+    """Return the folder where skdynamo caches trained populations.
 
     ``data_home`` wins, then the ``SKDYNAMO_DATA`` environment variable, then
     ``~/skdynamo_data``. The folder is created if needed.
+
+    Parameters
+    ----------
+    data_home : str or path-like, default=None
+        The folder to use; None for ``SKDYNAMO_DATA`` or the default.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder, which exists.
+
+    Raises
+    ------
+    OSError
+        If the folder cannot be created (a file is in the way, or it is read-only); the
+        message names the folder and the setting that chose it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skdynamo.datasets import get_data_home
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     get_data_home(tmp).is_dir()
+    True
     """
     source = ("data_home" if data_home else
               "SKDYNAMO_DATA" if os.environ.get("SKDYNAMO_DATA") else "the default")

@@ -7,6 +7,10 @@ members differ in *training variant* (what they compute), width, depth and seed.
 variant writes the same 10 logits, so all members share one output space.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
 import time
 from functools import partial
 
@@ -14,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
 from ._builder import (at_least, build_population, check_grid, check_names, grid, member_seed,
@@ -37,12 +41,35 @@ CNN_VARIANTS = {
 N_CLASSES = 10
 
 
-def digits_variant_labels(digits, variant):
-    """Labels of a training variant for true digit labels ``digits`` (ints 0-9).
+def digits_variant_labels(digits: np.ndarray, variant: str) -> np.ndarray:
+    """Relabel true digits for one training variant of the CNN population.
 
     ``'digits'`` returns the digits, ``'parity'`` ``digits % 2``, ``'permuted'`` the fixed
     permutation listed in :data:`CNN_VARIANTS`. Every variant uses the labels 0-9 of one
     shared 10-logit output space.
+
+    Parameters
+    ----------
+    digits : array-like of int
+        True digit labels, 0-9.
+    variant : {'digits', 'parity', 'permuted'}
+        The training variant.
+
+    Returns
+    -------
+    labels : ndarray of int64
+        The variant's labels, shaped like ``digits``.
+
+    Raises
+    ------
+    ValueError
+        If ``variant`` is unknown.
+
+    Examples
+    --------
+    >>> from skdynamo.datasets import digits_variant_labels
+    >>> digits_variant_labels([3, 4, 7], "parity").tolist()
+    [1, 0, 1]
     """
     digits = np.asarray(digits, dtype=np.int64)
     if variant == "digits":
@@ -54,11 +81,31 @@ def digits_variant_labels(digits, variant):
     raise ValueError(f"Unknown variant {variant!r}; variants are {sorted(CNN_VARIANTS)}.")
 
 
-def load_digits_images(test_size=0.4, random_state=0):
-    """sklearn's digits as images: ``(X_train, X_test, y_train, y_test)``.
+def load_digits_images(test_size: float = 0.4, random_state: int | None = 0
+                       ) -> list[np.ndarray]:
+    """Load scikit-learn's digits as images, split into training and test sets.
 
     Images have shape ``(n, 1, 8, 8)``, float32 in ``[0, 1]`` (pixel values / 16); labels
     are the true digits. The split is stratified and fixed by ``random_state``.
+
+    Parameters
+    ----------
+    test_size : float, default=0.4
+        Fraction of the 1797 images in the test set.
+    random_state : int or None, default=0
+        Seed of the split.
+
+    Returns
+    -------
+    list of ndarray
+        ``[X_train, X_test, y_train, y_test]``, as ``train_test_split`` returns them.
+
+    Examples
+    --------
+    >>> from skdynamo.datasets import load_digits_images
+    >>> X_train, X_test, y_train, y_test = load_digits_images()
+    >>> X_train.shape, X_test.shape
+    ((1078, 1, 8, 8), (719, 1, 8, 8))
     """
     data = load_digits()
     X = (data.images / 16.0).astype(np.float32)[:, None]
@@ -86,7 +133,8 @@ class ConvNetwork(nn.Module):
         Image channels.
     """
 
-    def __init__(self, width=16, depth=2, n_classes=N_CLASSES, in_channels=1):
+    def __init__(self, width: int = 16, depth: int = 2, n_classes: int = N_CLASSES,
+                 in_channels: int = 1) -> None:
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError(f"width and depth must be >= 1, got {width} and {depth}.")
@@ -104,8 +152,19 @@ class ConvNetwork(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(width, n_classes)
 
-    def forward(self, x):
-        """Map images ``(batch, channels, height, width)`` to logits ``(batch, n_classes)``."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map images to logits.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, channels, height, width)
+            Images.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, n_classes)
+            The logits.
+        """
         return self.head(self.pool(self.features(x)).flatten(1))
 
 
@@ -116,9 +175,28 @@ def _accuracy(model, X, y):
     return float(np.mean(pred == y))
 
 
-def train_conv_network(variant="digits", width=16, depth=2, *, n_steps=1500, batch_size=64,
-                       lr=1e-2, random_state=0):
+def train_conv_network(variant: str = "digits", width: int = 16, depth: int = 2, *,
+                       n_steps: int = 1500, batch_size: int = 64, lr: float = 1e-2,
+                       random_state: int | np.random.RandomState | None = 0
+                       ) -> tuple[ConvNetwork, float]:
     """Train one :class:`ConvNetwork` on a digits variant (Adam, cosine schedule, CPU).
+
+    Parameters
+    ----------
+    variant : {'digits', 'parity', 'permuted'}, default='digits'
+        The labels to learn (:func:`digits_variant_labels`).
+    width : int, default=16
+        Channels of every conv block.
+    depth : int, default=2
+        Number of conv blocks.
+    n_steps : int, default=1500
+        Adam steps.
+    batch_size : int, default=64
+        Images per step, drawn from the training split of :func:`load_digits_images`.
+    lr : float, default=1e-2
+        Peak learning rate (cosine schedule).
+    random_state : int, RandomState instance or None, default=0
+        Seed of the initialisation and the batches.
 
     Returns
     -------
@@ -156,10 +234,13 @@ def _train_member(spec, n_steps, lr, min_accuracy, max_retries):
 
 
 @with_cache_parameters
-def make_cnn_population(variants=("digits", "parity", "permuted"), widths=(8, 16),
-                        depths=(2, 3), n_seeds=3, *, seed_offset=0, n_steps=1500, lr=1e-2,
-                        n_probes=256, min_accuracy=0.85, max_retries=2, data_home=None,
-                        download_if_missing=True, n_jobs=None, verbose=False):
+def make_cnn_population(variants: Sequence[str] = ("digits", "parity", "permuted"),
+                        widths: Sequence[int] = (8, 16), depths: Sequence[int] = (2, 3),
+                        n_seeds: int = 3, *, seed_offset: int = 0, n_steps: int = 1500,
+                        lr: float = 1e-2, n_probes: int = 256, min_accuracy: float = 0.85,
+                        max_retries: int = 2, data_home: str | PathLike | None = None,
+                        download_if_missing: bool = True, n_jobs: int | None = None,
+                        verbose: bool = False) -> Bunch:
     """Train (or load from the cache) a seeded population of small CNNs on digits images.
 
     The population is the full grid ``variants x widths x depths x seeds`` of

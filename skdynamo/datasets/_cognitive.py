@@ -9,16 +9,20 @@ inside it. Members are :class:`~skdynamo.datasets.RecurrentNetwork` classifiers 
 with cross-entropy at every step; their logits are the outputs DYNAMO emulates.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
 from functools import partial
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
 from ..nn import CELLS
 from ._builder import (at_least, build_population, check_grid, check_names, grid, held_out_seed,
-                       member_seed, train_loop, train_with_retries)
+                       member_seed, train_loop, train_with_retries, with_cache_parameters)
 from ._tasks import _check_sizes
 from ._zoo import RecurrentNetwork, recurrent_member
 
@@ -55,8 +59,32 @@ POPULATION_TASKS = ("perceptual_decision", "delayed_decision", "delayed_comparis
                     "interval_discrimination")
 
 
-def response_period(task, n_timesteps):
-    """Boolean mask of shape ``(n_timesteps,)``: the steps where the agent must choose."""
+def response_period(task: str, n_timesteps: int) -> np.ndarray:
+    """Mark the steps of a cognitive task's trial where the agent must choose.
+
+    Parameters
+    ----------
+    task : str
+        One of :data:`COGNITIVE_TASKS`.
+    n_timesteps : int
+        Trial length.
+
+    Returns
+    -------
+    mask : ndarray of shape (n_timesteps,)
+        True at the steps of the response period.
+
+    Raises
+    ------
+    ValueError
+        If ``task`` is unknown.
+
+    Examples
+    --------
+    >>> from skdynamo.datasets import response_period
+    >>> int(response_period("perceptual_decision", 40).sum())
+    16
+    """
     if task not in COGNITIVE_TASKS:
         raise ValueError(f"Unknown task {task!r}; choose one of {list(COGNITIVE_TASKS)}.")
     _check_sizes(1, n_timesteps, 1)
@@ -65,9 +93,11 @@ def response_period(task, n_timesteps):
     return mask
 
 
-def make_cognitive_task(task, n_samples=256, n_timesteps=40, *, noise=0.1, stim_noise=0.5,
-                        random_state=None):
-    """Trials of a cognitive task on the shared 3-input / 3-action interface.
+def make_cognitive_task(task: str, n_samples: int = 256, n_timesteps: int = 40, *,
+                        noise: float = 0.1, stim_noise: float = 0.5,
+                        random_state: int | np.random.RandomState | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Generate trials of a cognitive task on the shared 3-input / 3-action interface.
 
     Tasks (period boundaries are fractions of ``n_timesteps``):
 
@@ -106,12 +136,26 @@ def make_cognitive_task(task, n_samples=256, n_timesteps=40, *, noise=0.1, stim_
     stim_noise : float, default=0.5
         Per-step noise of the decision stimuli (the two decision tasks only).
     random_state : int, RandomState instance or None, default=None
+        Seed of the generator.
 
     Returns
     -------
-    inputs : ndarray of shape (n_samples, n_timesteps, 3), float32
-    targets : ndarray of shape (n_samples, n_timesteps), int64
-        Actions in {0, 1, 2}.
+    inputs : ndarray of shape (n_samples, n_timesteps, 3)
+        Fixation, stimulus and cue channels with noise, float32.
+    targets : ndarray of shape (n_samples, n_timesteps)
+        The action to take at every step, in {0, 1, 2} (0: fixate), int64.
+
+    Raises
+    ------
+    ValueError
+        If ``task`` is unknown, ``n_timesteps`` is below 20 or a noise level is negative.
+
+    Examples
+    --------
+    >>> from skdynamo.datasets import make_cognitive_task
+    >>> X, y = make_cognitive_task("perceptual_decision", 8, random_state=0)
+    >>> X.shape, y.shape, sorted(set(y.ravel().tolist())) <= [0, 1, 2]
+    ((8, 40, 3), (8, 40), True)
     """
     if task not in COGNITIVE_TASKS:
         raise ValueError(f"Unknown task {task!r}; choose one of {list(COGNITIVE_TASKS)}.")
@@ -201,11 +245,16 @@ def _train_agent(spec, common):
     return train_with_retries(attempt, common["max_retries"])[1]
 
 
-def make_cognitive_population(tasks=POPULATION_TASKS, cells=("rnn", "gru", "lstm"), n_seeds=2, *,
-                              hidden_size=32, seed_offset=0, n_steps=1000, n_timesteps=40,
-                              lr=1e-2, batch_size=64, n_probes=256, min_score=0.9,
-                              max_retries=2, data_home=None, download_if_missing=True,
-                              n_jobs=None, verbose=False, random_state=0):
+@with_cache_parameters
+def make_cognitive_population(tasks: Sequence[str] = POPULATION_TASKS,
+                              cells: Sequence[str] = ("rnn", "gru", "lstm"), n_seeds: int = 2, *,
+                              hidden_size: int = 32, seed_offset: int = 0, n_steps: int = 1000,
+                              n_timesteps: int = 40, lr: float = 1e-2, batch_size: int = 64,
+                              n_probes: int = 256, min_score: float = 0.9, max_retries: int = 2,
+                              data_home: str | PathLike | None = None,
+                              download_if_missing: bool = True, n_jobs: int | None = None,
+                              verbose: bool = False,
+                              random_state: int | np.random.RandomState | None = 0) -> Bunch:
     """Train (or load from the cache) agents on several cognitive tasks (logits every step).
 
     The population is the grid ``tasks x cells x seeds`` of
@@ -239,15 +288,14 @@ def make_cognitive_population(tasks=POPULATION_TASKS, cells=("rnn", "gru", "lstm
     lr : float, default=1e-2
         Adam learning rate (cosine schedule).
     batch_size : int, default=64
+        Trials per Adam step.
     n_probes : int, default=256
         Number of probe trials returned (a shuffled mix of every task's inputs).
     min_score : float, default=0.9
         Held-out response-period accuracy a member must reach to count as learned.
     max_retries : int, default=2
         Retraining attempts for a member below ``min_score``.
-    data_home, download_if_missing, n_jobs, verbose
-        As in :func:`skdynamo.datasets.make_rnn_population` (cache folder, train missing
-        members or raise ``OSError``, parallel training jobs, progress bar).
+    {cache_parameters}
     random_state : int, default=0
         Seed of the probe inputs.
 

@@ -6,6 +6,10 @@ continuous parameter (the leak rate of leaky integration by default), so that a
 population can be trained on some values and a held-out value lies between them.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
 import warnings
 from functools import partial
 
@@ -14,6 +18,7 @@ import torch
 from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
+from .._docstrings import share_parameters
 from ..nn import CELLS
 from ._builder import (at_least, build_population, check_grid, check_names, grid, held_out_seed,
                        member_seed, train_loop, train_with_retries)
@@ -24,12 +29,16 @@ __all__ = ["make_family_population", "make_sequence_classification",
            "make_classifier_population", "train_sequence_classifier"]
 
 
-def make_family_population(values=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4), *, task="leaky_integration",
-                           param="leak", cells=("gru",), hidden_sizes=(16,), n_seeds=2,
-                           seed_offset=0, n_steps=800, n_timesteps=50, n_channels=3,
-                           n_probes=256, min_score=0.9, max_retries=2, data_home=None,
-                           download_if_missing=True, n_jobs=None, verbose=False,
-                           random_state=0):
+def make_family_population(values: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4), *,
+                           task: str = "leaky_integration", param: str = "leak",
+                           cells: Sequence[str] = ("gru",), hidden_sizes: Sequence[int] = (16,),
+                           n_seeds: int = 2, seed_offset: int = 0, n_steps: int = 800,
+                           n_timesteps: int = 50, n_channels: int = 3, n_probes: int = 256,
+                           min_score: float = 0.9, max_retries: int = 2,
+                           data_home: str | PathLike | None = None,
+                           download_if_missing: bool = True, n_jobs: int | None = None,
+                           verbose: bool = False,
+                           random_state: int | np.random.RandomState | None = 0) -> Bunch:
     """Train (or load) a population over a continuous parameter of one pulse task.
 
     For each value ``v`` of ``values`` the grid ``cells x hidden_sizes x seeds`` is
@@ -46,12 +55,22 @@ def make_family_population(values=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4), *, task="leak
         A pulse task (see :func:`make_task`).
     param : str, default='leak'
         Name of the generator's continuous parameter.
-    cells, hidden_sizes, n_seeds, seed_offset, n_steps, n_timesteps, n_channels, \
-min_score, max_retries, data_home, download_if_missing, n_jobs, verbose
-        As in :func:`make_rnn_population`.
+    {cells}
+    {hidden_sizes}
+    {n_seeds}
+    {seed_offset}
+    {n_steps}
+    {n_timesteps}
+    {n_channels}
     n_probes : int, default=256
         Probe sequences returned (the task's inputs; they do not depend on the parameter
         for pulse tasks).
+    {min_score}
+    {max_retries}
+    {data_home}
+    {download_if_missing}
+    {n_jobs}
+    {verbose}
     random_state : int, default=0
         Seed of the probe inputs.
 
@@ -102,9 +121,12 @@ min_score, max_retries, data_home, download_if_missing, n_jobs, verbose
     )
 
 
-def make_sequence_classification(n_samples=256, n_timesteps=50, n_channels=3, *, leak=0.1,
-                                 pulse_prob=0.08, noise=0.05, random_state=None):
-    """Sequence classification on the pulse interface: which channel leads at the end?
+def make_sequence_classification(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3,
+                                 *, leak: float = 0.1, pulse_prob: float = 0.08,
+                                 noise: float = 0.05,
+                                 random_state: int | np.random.RandomState | None = None
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """Generate sequence classification on the pulse interface: which channel leads at the end.
 
     Each channel's pulses are integrated with leak rate ``leak``
     (``s_t = (1 - leak) s_{t-1} + pulse_t``); the label is the channel with the largest
@@ -113,16 +135,21 @@ def make_sequence_classification(n_samples=256, n_timesteps=50, n_channels=3, *,
 
     Parameters
     ----------
-    n_samples, n_timesteps, n_channels, pulse_prob, noise, random_state
-        As in :func:`make_pulses`.
+    {n_samples}
+    {n_timesteps}
+    {n_channels}
     leak : float, default=0.1
         Leak rate in [0, 1].
+    {pulse_prob}
+    {noise}
+    {random_state}
 
     Returns
     -------
-    inputs : ndarray of shape (n_samples, n_timesteps, n_channels), float32
-    labels : ndarray of shape (n_samples,), int64
-        Values in ``[0, n_channels)``.
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels)
+        Noisy pulses, float32.
+    labels : ndarray of shape (n_samples,)
+        The leading channel, in ``[0, n_channels)``, int64.
     """
     if not 0.0 <= leak <= 1.0:
         raise ValueError(f"leak must be in [0, 1], got {leak!r}.")
@@ -133,12 +160,35 @@ def make_sequence_classification(n_samples=256, n_timesteps=50, n_channels=3, *,
     return inputs, final.argmax(1).astype(np.int64)
 
 
-def train_sequence_classifier(cell="gru", hidden_size=16, *, leak=0.1, n_steps=800,
-                              batch_size=64, n_timesteps=50, n_channels=3, lr=1e-2,
-                              random_state=0):
+def train_sequence_classifier(cell: str = "gru", hidden_size: int = 16, *, leak: float = 0.1,
+                              n_steps: int = 800, batch_size: int = 64, n_timesteps: int = 50,
+                              n_channels: int = 3, lr: float = 1e-2,
+                              random_state: int | np.random.RandomState | None = 0
+                             ) -> tuple[RecurrentNetwork, float]:
     """Train a :class:`RecurrentNetwork` whose last output is the class logits.
 
     Cross-entropy on the last time step of :func:`make_sequence_classification`.
+
+    Parameters
+    ----------
+    cell : {'rnn', 'gru', 'lstm'}, default='gru'
+        Recurrent cell.
+    hidden_size : int, default=16
+        Number of recurrent units.
+    leak : float, default=0.1
+        Leak rate of the task.
+    n_steps : int, default=800
+        Adam steps, each on a fresh batch.
+    batch_size : int, default=64
+        Sequences per step.
+    n_timesteps : int, default=50
+        Sequence length.
+    n_channels : int, default=3
+        Input channels (and classes).
+    lr : float, default=1e-2
+        Peak learning rate (cosine schedule).
+    random_state : int, RandomState instance or None, default=0
+        Seed of the initialisation and the batches.
 
     Returns
     -------
@@ -175,11 +225,15 @@ def _train_classifier_member(spec, common):
     return train_with_retries(attempt, common["max_retries"])[1]
 
 
-def make_classifier_population(leaks=(0.0, 0.1, 0.3), *, cells=("gru",), hidden_sizes=(16,),
-                               n_seeds=2, seed_offset=0, n_steps=800, n_timesteps=50,
-                               n_channels=3, n_probes=256, min_score=0.8, max_retries=0,
-                               data_home=None, download_if_missing=True, n_jobs=None,
-                               verbose=False, random_state=0):
+def make_classifier_population(leaks: Sequence[float] = (0.0, 0.1, 0.3), *,
+                               cells: Sequence[str] = ("gru",), hidden_sizes: Sequence[int] = (16,),
+                               n_seeds: int = 2, seed_offset: int = 0, n_steps: int = 800,
+                               n_timesteps: int = 50, n_channels: int = 3, n_probes: int = 256,
+                               min_score: float = 0.8, max_retries: int = 0,
+                               data_home: str | PathLike | None = None,
+                               download_if_missing: bool = True, n_jobs: int | None = None,
+                               verbose: bool = False,
+                               random_state: int | np.random.RandomState | None = 0) -> Bunch:
     """Train (or load) sequence classifiers over leak rates (cached, weights only).
 
     A member whose held-out accuracy stays below ``min_score`` is retrained from a new
@@ -190,9 +244,13 @@ def make_classifier_population(leaks=(0.0, 0.1, 0.3), *, cells=("gru",), hidden_
     ----------
     leaks : sequence of float, default=(0.0, 0.1, 0.3)
         Leak rates of :func:`make_sequence_classification`, one group of models each.
-    cells, hidden_sizes, n_seeds, seed_offset, n_steps, n_timesteps, n_channels, \
-data_home, download_if_missing, n_jobs, verbose
-        As in :func:`make_rnn_population`.
+    {cells}
+    {hidden_sizes}
+    {n_seeds}
+    {seed_offset}
+    {n_steps}
+    {n_timesteps}
+    {n_channels}
     n_probes : int, default=256
         Probe sequences returned (the task's inputs).
     min_score : float, default=0.8
@@ -201,6 +259,10 @@ data_home, download_if_missing, n_jobs, verbose
     max_retries : int, default=0
         Retraining attempts for a member below ``min_score``. The default trains each
         member once, as earlier versions did, so their cached members stay valid.
+    {data_home}
+    {download_if_missing}
+    {n_jobs}
+    {verbose}
     random_state : int, default=0
         Seed of the probe inputs.
 
@@ -236,3 +298,9 @@ data_home, download_if_missing, n_jobs, verbose
         f"{len(specs)} sequence classifiers (last-step logits) on "
         f"make_sequence_classification with leak in {leaks}."))
     return pop
+
+
+# Parameters shared with the generators and zoos they build on: one text each.
+share_parameters(make_family_population, make_rnn_population)
+share_parameters(make_classifier_population, make_rnn_population)
+share_parameters(make_sequence_classification, make_pulses)

@@ -14,32 +14,56 @@ true stable fixed point at zero input:
   from another seed (up to ``max_retries`` times) and flagged if it still fails.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
 from functools import partial
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
 from ._builder import (build_population, check_grid, grid, held_out_seed, member_seed, train_loop,
                        train_with_retries, with_cache_parameters)
-from ._tasks import _flipflop_targets, make_pulses
+from .._docstrings import share_parameters
+from ._tasks import _flipflop_targets, make_flipflop, make_pulses
 from ._zoo import RecurrentNetwork, _r2, recurrent_member
 
 __all__ = ["make_flipflop_population", "make_flipflop_trials"]
 
 
-def make_flipflop_trials(n_samples=256, n_timesteps=100, n_channels=3, *, n_bits=None,
-                         pulse_prob=0.03, noise=0.05, random_state=None):
+def make_flipflop_trials(n_samples: int = 256, n_timesteps: int = 100, n_channels: int = 3, *,
+                         n_bits: int | None = None, pulse_prob: float = 0.03, noise: float = 0.05,
+                         random_state: int | np.random.RandomState | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """Flip-flop trials whose bits are all set by a pulse at the first step.
 
     Like :func:`skdynamo.datasets.make_flipflop`, except that every channel receives a
     pulse of random sign at ``t = 0``, so every tracked output is +-1 throughout (untracked
     outputs stay 0). Sparse pulses make long silent stretches.
 
+    Parameters
+    ----------
+    n_samples : int, default=256
+        Number of sequences.
+    n_timesteps : int, default=100
+        Length of each sequence.
+    n_channels : int, default=3
+        Number of input (and output) channels.
+    {n_bits}
+    pulse_prob : float, default=0.03
+        Probability that a channel carries a pulse at a given later step.
+    {noise}
+    {random_state}
+
     Returns
     -------
-    inputs, targets : ndarray of shape (n_samples, n_timesteps, n_channels), float32
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels)
+        Noisy pulses, float32.
+    targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+        The flip-flop states, float32.
     """
     n_bits = n_channels if n_bits is None else n_bits
     if not 0 <= n_bits <= n_channels:
@@ -91,12 +115,16 @@ def _train_member(spec, common):
 
 
 @with_cache_parameters
-def make_flipflop_population(bits=(1, 2, 3), cells=("rnn", "lstm"), n_seeds=3, *,
-                             hidden_size=32, seed_offset=0, n_steps=1500, n_timesteps=100,
-                             n_channels=3, pulse_prob=0.03, noise=0.05, lr=1e-2, batch_size=64,
-                             n_probes=128, min_score=0.95, max_retries=2, data_home=None,
-                             download_if_missing=True, n_jobs=None, verbose=False,
-                             random_state=0):
+def make_flipflop_population(bits: Sequence[int] = (1, 2, 3),
+                             cells: Sequence[str] = ("rnn", "lstm"), n_seeds: int = 3, *,
+                             hidden_size: int = 32, seed_offset: int = 0, n_steps: int = 1500,
+                             n_timesteps: int = 100, n_channels: int = 3, pulse_prob: float = 0.03,
+                             noise: float = 0.05, lr: float = 1e-2, batch_size: int = 64,
+                             n_probes: int = 128, min_score: float = 0.95, max_retries: int = 2,
+                             data_home: str | PathLike | None = None,
+                             download_if_missing: bool = True, n_jobs: int | None = None,
+                             verbose: bool = False,
+                             random_state: int | np.random.RandomState | None = 0) -> Bunch:
     """Train (or load from the cache) 1-, 2- and 3-bit flip-flops with true attractors.
 
     Every member reads the same ``n_channels`` pulse channels and writes ``n_channels``
@@ -133,6 +161,7 @@ def make_flipflop_population(bits=(1, 2, 3), cells=("rnn", "lstm"), n_seeds=3, *
     lr : float, default=1e-2
         Adam learning rate (cosine schedule).
     batch_size : int, default=64
+        Trials per Adam step.
     n_probes : int, default=128
         Number of probe sequences returned (3-bit trials: they drive every channel).
     min_score : float, default=0.95
@@ -183,3 +212,6 @@ def make_flipflop_population(bits=(1, 2, 3), cells=("rnn", "lstm"), n_seeds=3, *
         f"{int(pop.attractors_ok.sum())} of {len(specs)} settle into 2**n_bits attractors "
         "at zero input."))
     return pop
+
+
+share_parameters(make_flipflop_trials, make_flipflop)

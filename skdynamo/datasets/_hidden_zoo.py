@@ -8,11 +8,15 @@ the two groups apart, since they output the same thing; what differs is what the
 states carry.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
 from functools import partial
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
 from ..nn import CELLS
@@ -100,13 +104,16 @@ def _train_joint(spec, common):
 
 
 @with_cache_parameters
-def make_hidden_head_population(cells=("rnn", "gru", "lstm"), n_seeds=3, *,
-                                hidden_task="integration", task_params=None, head_weight=1.0,
-                                hidden_size=32, seed_offset=0, n_steps=1500, n_timesteps=50,
-                                n_channels=3, lr=1e-2, batch_size=64, n_probes=256,
-                                min_score=0.85, max_retries=2, data_home=None,
-                                download_if_missing=True, n_jobs=None, verbose=False,
-                                random_state=0):
+def make_hidden_head_population(cells: Sequence[str] = ("rnn", "gru", "lstm"), n_seeds: int = 3, *,
+                                hidden_task: str = "integration", task_params: dict | None = None,
+                                head_weight: float = 1.0, hidden_size: int = 32,
+                                seed_offset: int = 0, n_steps: int = 1500, n_timesteps: int = 50,
+                                n_channels: int = 3, lr: float = 1e-2, batch_size: int = 64,
+                                n_probes: int = 256, min_score: float = 0.85, max_retries: int = 2,
+                                data_home: str | PathLike | None = None,
+                                download_if_missing: bool = True, n_jobs: int | None = None,
+                                verbose: bool = False,
+                                random_state: int | np.random.RandomState | None = 0) -> Bunch:
     """Train (or load from the cache) flip-flops, half of them with a removed hidden head.
 
     Every member outputs the ``n_channels``-bit flip-flop on the shared pulse interface, so
@@ -148,6 +155,7 @@ def make_hidden_head_population(cells=("rnn", "gru", "lstm"), n_seeds=3, *,
     lr : float, default=1e-2
         Adam learning rate (cosine schedule).
     batch_size : int, default=64
+        Sequences per Adam step.
     n_probes : int, default=256
         Number of probe sequences returned (task inputs: noisy sparse pulses, which both
         tasks read).

@@ -5,8 +5,14 @@ of probe inputs drives every member: ``n_channels`` input channels carrying spar
 pulses plus Gaussian noise, and ``n_channels`` output channels.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 from sklearn.utils import check_random_state
+
+RandomState = int | np.random.RandomState | None
 
 __all__ = [
     "make_pulses",
@@ -28,8 +34,9 @@ def _check_sizes(n_samples, n_timesteps, n_channels):
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
-def make_pulses(n_samples=256, n_timesteps=50, n_channels=3, *, pulse_prob=0.08, noise=0.05,
-                random_state=None):
+def make_pulses(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3, *,
+                pulse_prob: float = 0.08, noise: float = 0.05,
+                random_state: RandomState = None) -> tuple[np.ndarray, np.ndarray]:
     """Sparse +-1 pulses with additive Gaussian noise: the shared input of the pulse tasks.
 
     Parameters
@@ -53,6 +60,19 @@ def make_pulses(n_samples=256, n_timesteps=50, n_channels=3, *, pulse_prob=0.08,
         Noisy pulses, float32.
     pulses : ndarray of shape (n_samples, n_timesteps, n_channels)
         The clean pulses (values in {-1, 0, 1}), float32.
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive integer or ``pulse_prob`` is outside [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdynamo.datasets import make_pulses
+    >>> inputs, pulses = make_pulses(8, 20, random_state=0)
+    >>> inputs.shape, np.unique(np.abs(pulses)).tolist()
+    ((8, 20, 3), [0.0, 1.0])
     """
     _check_sizes(n_samples, n_timesteps, n_channels)
     if not 0.0 <= pulse_prob <= 1.0:
@@ -77,18 +97,52 @@ def _flipflop_targets(pulses, n_bits):
     return targets
 
 
-def make_flipflop(n_samples=256, n_timesteps=50, n_channels=3, *, n_bits=None, pulse_prob=0.08,
-                  noise=0.05, random_state=None):
-    """n-bit flip-flop: each tracked output holds the sign of the last pulse on its channel.
+def make_flipflop(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3, *,
+                  n_bits: int | None = None, pulse_prob: float = 0.08, noise: float = 0.05,
+                  random_state: RandomState = None) -> tuple[np.ndarray, np.ndarray]:
+    """The n-bit flip-flop: each tracked output holds the sign of its channel's last pulse.
 
     Outputs start at 0 and switch to +-1 at the first pulse. With ``n_bits < n_channels``
     only the first ``n_bits`` channels are tracked and the other outputs stay at zero, so
     1-, 2- and 3-bit flip-flops share one interface.
 
+    Parameters
+    ----------
+    n_samples : int, default=256
+        Number of sequences.
+    n_timesteps : int, default=50
+        Length of each sequence.
+    n_channels : int, default=3
+        Number of input (and output) channels.
+    n_bits : int, default=None
+        Channels tracked (the first ``n_bits``); None tracks all ``n_channels``.
+    pulse_prob : float, default=0.08
+        Probability that a channel carries a pulse at a given time step.
+    noise : float, default=0.05
+        Standard deviation of the Gaussian noise added to the inputs.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the generator.
+
     Returns
     -------
-    inputs, targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels)
+        Noisy pulses, float32.
+    targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+        The flip-flop states (values in {-1, 0, 1}), float32.
+
+    Raises
+    ------
+    ValueError
+        If ``n_bits`` is outside [0, n_channels].
+
+    Examples
+    --------
+    >>> from skdynamo.datasets import make_flipflop
+    >>> inputs, targets = make_flipflop(8, 20, n_bits=2, random_state=0)
+    >>> targets.shape, bool((targets[:, :, 2] == 0).all())
+    ((8, 20, 3), True)
     """
+
     n_bits = n_channels if n_bits is None else n_bits
     if not 0 <= n_bits <= n_channels:
         raise ValueError(f"n_bits must be in [0, n_channels={n_channels}], got {n_bits!r}.")
@@ -97,17 +151,47 @@ def make_flipflop(n_samples=256, n_timesteps=50, n_channels=3, *, n_bits=None, p
     return inputs, _flipflop_targets(pulses, n_bits)
 
 
-def make_leaky_integration(n_samples=256, n_timesteps=50, n_channels=3, *, leak=0.1, scale=0.5,
-                           pulse_prob=0.08, noise=0.05, random_state=None):
+def make_leaky_integration(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3,
+                           *, leak: float = 0.1, scale: float = 0.5, pulse_prob: float = 0.08,
+                           noise: float = 0.05, random_state: RandomState = None
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """Leaky running sum of the pulses: ``y_t = (1 - leak) * y_{t-1} + scale * pulse_t``.
 
     ``leak=0`` is perfect integration; the leak rate is the continuous parameter of a
     task family.
 
+    Parameters
+    ----------
+    n_samples : int, default=256
+        Number of sequences.
+    n_timesteps : int, default=50
+        Length of each sequence.
+    n_channels : int, default=3
+        Number of input (and output) channels.
+    leak : float, default=0.1
+        Fraction of the sum lost at every step, in [0, 1].
+    scale : float, default=0.5
+        Weight of each pulse in the sum.
+    pulse_prob : float, default=0.08
+        Probability that a channel carries a pulse at a given time step.
+    noise : float, default=0.05
+        Standard deviation of the Gaussian noise added to the inputs.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the generator.
+
     Returns
     -------
-    inputs, targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels)
+        Noisy pulses, float32.
+    targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+        The leaky sums, float32.
+
+    Raises
+    ------
+    ValueError
+        If ``leak`` is outside [0, 1].
     """
+
     if not 0.0 <= leak <= 1.0:
         raise ValueError(f"leak must be in [0, 1], got {leak!r}.")
     inputs, pulses = make_pulses(n_samples, n_timesteps, n_channels, pulse_prob=pulse_prob,
@@ -120,26 +204,75 @@ def make_leaky_integration(n_samples=256, n_timesteps=50, n_channels=3, *, leak=
     return inputs, targets
 
 
-def make_integration(n_samples=256, n_timesteps=50, n_channels=3, *, scale=0.5, pulse_prob=0.08,
-                     noise=0.05, random_state=None):
+def make_integration(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3, *,
+                     scale: float = 0.5, pulse_prob: float = 0.08, noise: float = 0.05,
+                     random_state: RandomState = None) -> tuple[np.ndarray, np.ndarray]:
     """Running sum of the pulses on each channel, times ``scale`` (perfect integration).
+
+    Parameters
+    ----------
+    n_samples : int, default=256
+        Number of sequences.
+    n_timesteps : int, default=50
+        Length of each sequence.
+    n_channels : int, default=3
+        Number of input (and output) channels.
+    scale : float, default=0.5
+        Weight of each pulse in the sum.
+    pulse_prob : float, default=0.08
+        Probability that a channel carries a pulse at a given time step.
+    noise : float, default=0.05
+        Standard deviation of the Gaussian noise added to the inputs.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the generator.
 
     Returns
     -------
-    inputs, targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels)
+        Noisy pulses, float32.
+    targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+        The running sums, float32.
     """
+
     return make_leaky_integration(n_samples, n_timesteps, n_channels, leak=0.0, scale=scale,
                                   pulse_prob=pulse_prob, noise=noise, random_state=random_state)
 
 
-def make_delay(n_samples=256, n_timesteps=50, n_channels=3, *, delay=4, pulse_prob=0.08,
-               noise=0.05, random_state=None):
+def make_delay(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3, *,
+               delay: int = 4, pulse_prob: float = 0.08, noise: float = 0.05,
+               random_state: RandomState = None) -> tuple[np.ndarray, np.ndarray]:
     """Delay line: each output echoes its channel's pulses ``delay`` steps later.
+
+    Parameters
+    ----------
+    n_samples : int, default=256
+        Number of sequences.
+    n_timesteps : int, default=50
+        Length of each sequence.
+    n_channels : int, default=3
+        Number of input (and output) channels.
+    delay : int, default=4
+        Steps between a pulse and its echo, in [0, n_timesteps).
+    pulse_prob : float, default=0.08
+        Probability that a channel carries a pulse at a given time step.
+    noise : float, default=0.05
+        Standard deviation of the Gaussian noise added to the inputs.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the generator.
 
     Returns
     -------
-    inputs, targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels)
+        Noisy pulses, float32.
+    targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+        The delayed clean pulses, float32.
+
+    Raises
+    ------
+    ValueError
+        If ``delay`` is not an integer in [0, n_timesteps).
     """
+
     if not isinstance(delay, (int, np.integer)) or not 0 <= delay < n_timesteps:
         raise ValueError(f"delay must be an integer in [0, n_timesteps), got {delay!r}.")
     inputs, pulses = make_pulses(n_samples, n_timesteps, n_channels, pulse_prob=pulse_prob,
@@ -149,8 +282,10 @@ def make_delay(n_samples=256, n_timesteps=50, n_channels=3, *, delay=4, pulse_pr
     return inputs, targets
 
 
-def make_sine_generation(n_samples=256, n_timesteps=50, *, frequencies=(0.02, 0.08), dt=1.0,
-                         random_state=None):
+def make_sine_generation(n_samples: int = 256, n_timesteps: int = 50, *,
+                         frequencies: tuple[float, float] | Sequence[float] = (0.02, 0.08),
+                         dt: float = 1.0, random_state: RandomState = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """Sine-wave generation with the frequency given as a static input.
 
     The input is a single channel holding the frequency ``f`` (cycles per time step) for
@@ -158,14 +293,29 @@ def make_sine_generation(n_samples=256, n_timesteps=50, *, frequencies=(0.02, 0.
 
     Parameters
     ----------
+    n_samples : int, default=256
+        Number of sequences.
+    n_timesteps : int, default=50
+        Length of each sequence.
     frequencies : tuple of two floats or array-like, default=(0.02, 0.08)
         A ``(low, high)`` pair draws each sequence's frequency uniformly in that range; any
         other array-like is a list of frequencies to sample from.
+    dt : float, default=1.0
+        Time per step.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the generator.
 
     Returns
     -------
     inputs : ndarray of shape (n_samples, n_timesteps, 1)
+        The frequency of each sequence, repeated at every step, float32.
     targets : ndarray of shape (n_samples, n_timesteps, 1)
+        The sine wave, float32.
+
+    Raises
+    ------
+    ValueError
+        If a size is not a positive integer or a frequency is negative or not finite.
     """
     _check_sizes(n_samples, n_timesteps, 1)
     rng = check_random_state(random_state)
@@ -190,16 +340,44 @@ PULSE_TASKS = {
 }
 
 
-def make_task(task, n_samples=256, n_timesteps=50, n_channels=3, *, random_state=None,
-              **task_params):
+def make_task(task: str, n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3,
+              *, random_state: RandomState = None, **task_params: object
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Generate ``(inputs, targets)`` for a pulse task by name.
 
     Parameters
     ----------
     task : {'flipflop', 'integration', 'delay', 'leaky_integration'}
         Task name.
+    n_samples : int, default=256
+        Number of sequences.
+    n_timesteps : int, default=50
+        Length of each sequence.
+    n_channels : int, default=3
+        Number of input (and output) channels.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the generator.
     **task_params
         Passed to the task's generator (for example ``n_bits`` or ``leak``).
+
+    Returns
+    -------
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels)
+        Noisy pulses, float32.
+    targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+        The task's targets, float32.
+
+    Raises
+    ------
+    ValueError
+        If ``task`` is not one of the pulse tasks.
+
+    Examples
+    --------
+    >>> from skdynamo.datasets import make_task
+    >>> inputs, targets = make_task("delay", 4, 30, delay=2, random_state=0)
+    >>> inputs.shape, targets.shape
+    ((4, 30, 3), (4, 30, 3))
     """
     if task not in PULSE_TASKS:
         raise ValueError(f"Unknown task {task!r}; choose one of {sorted(PULSE_TASKS)}.")
@@ -207,7 +385,8 @@ def make_task(task, n_samples=256, n_timesteps=50, n_channels=3, *, random_state
                              **task_params)
 
 
-def make_random_probes(n_samples=256, n_timesteps=50, n_features=3, *, random_state=None):
+def make_random_probes(n_samples: int = 256, n_timesteps: int = 50, n_features: int = 3, *,
+                       random_state: RandomState = None) -> np.ndarray:
     """Generic probe inputs for models whose task is unknown.
 
     A mix that excites most recurrent networks: sparse pulses of random amplitude (in
@@ -215,9 +394,21 @@ def make_random_probes(n_samples=256, n_timesteps=50, n_features=3, *, random_st
     a quarter of the sequences (so static-input tasks are probed too). Task inputs give a
     more meaningful map: pass them as ``probe_inputs`` whenever you have them.
 
+    Parameters
+    ----------
+    n_samples : int, default=256
+        Number of sequences.
+    n_timesteps : int, default=50
+        Length of each sequence.
+    n_features : int, default=3
+        Input features per step (the members' input width).
+    random_state : int, RandomState instance or None, default=None
+        Seed of the generator.
+
     Returns
     -------
-    probes : ndarray of shape (n_samples, n_timesteps, n_features), float32
+    probes : ndarray of shape (n_samples, n_timesteps, n_features)
+        The probe sequences, float32.
     """
     _check_sizes(n_samples, n_timesteps, n_features)
     rng = check_random_state(random_state)

@@ -1,10 +1,14 @@
 """Seeded, cached populations of small recurrent networks trained on the CPU."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
 from functools import partial
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
+from sklearn.utils import Bunch, check_random_state
 from torch import nn
 
 from ..nn import CELLS
@@ -30,7 +34,8 @@ class RecurrentNetwork(nn.Module):
         Recurrent cell (``'rnn'`` is a tanh RNN).
     """
 
-    def __init__(self, n_inputs, n_outputs, hidden_size=32, cell="gru"):
+    def __init__(self, n_inputs: int, n_outputs: int, hidden_size: int = 32,
+                 cell: str = "gru") -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}.")
@@ -38,8 +43,19 @@ class RecurrentNetwork(nn.Module):
         self.rnn = CELLS[cell](n_inputs, hidden_size, batch_first=True)
         self.readout = nn.Linear(hidden_size, n_outputs)
 
-    def forward(self, x):
-        """Map inputs ``(batch, time, n_inputs)`` to outputs ``(batch, time, n_outputs)``."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map input sequences to output sequences.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, time, n_inputs)
+            Input sequences.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, time, n_outputs)
+            The readout at every step.
+        """
         return self.readout(self.rnn(x)[0])
 
 
@@ -50,10 +66,36 @@ def _r2(pred, target):
     return float(1.0 - ss_res / max(ss_tot, 1e-12))
 
 
-def train_recurrent_network(task, cell="gru", hidden_size=32, *, n_steps=1000, batch_size=64,
-                            n_timesteps=50, n_channels=3, lr=1e-2, task_params=None,
-                            random_state=0):
+def train_recurrent_network(task: str, cell: str = "gru", hidden_size: int = 32, *,
+                            n_steps: int = 1000, batch_size: int = 64, n_timesteps: int = 50,
+                            n_channels: int = 3, lr: float = 1e-2,
+                            task_params: dict | None = None,
+                            random_state: int | np.random.RandomState | None = 0
+                            ) -> tuple[RecurrentNetwork, float]:
     """Train one :class:`RecurrentNetwork` on a pulse task with fresh data every step.
+
+    Parameters
+    ----------
+    task : {'flipflop', 'integration', 'delay', 'leaky_integration'}
+        The pulse task (:func:`make_task`).
+    cell : {'rnn', 'gru', 'lstm'}, default='gru'
+        Recurrent cell.
+    hidden_size : int, default=32
+        Number of recurrent units.
+    n_steps : int, default=1000
+        Adam steps, each on a fresh batch.
+    batch_size : int, default=64
+        Sequences per step.
+    n_timesteps : int, default=50
+        Sequence length.
+    n_channels : int, default=3
+        Input and output channels.
+    lr : float, default=1e-2
+        Peak learning rate (cosine schedule).
+    task_params : dict, default=None
+        Passed to the task's generator (for example ``{"n_bits": 2}``).
+    random_state : int, RandomState instance or None, default=0
+        Seed of the initialisation and the batches.
 
     Returns
     -------
@@ -96,11 +138,15 @@ def _train_member(spec, n_steps, n_timesteps, n_channels, min_score, max_retries
 
 
 @with_cache_parameters
-def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn", "gru", "lstm"),
-                        hidden_sizes=(32,), n_seeds=3, *, seed_offset=0, task_params=None,
-                        n_steps=1000, n_timesteps=50, n_channels=3, n_probes=256,
-                        min_score=0.9, max_retries=2, data_home=None, download_if_missing=True,
-                        n_jobs=None, verbose=False, random_state=0):
+def make_rnn_population(tasks: Sequence[str] = ("flipflop", "integration", "delay"),
+                        cells: Sequence[str] = ("rnn", "gru", "lstm"),
+                        hidden_sizes: Sequence[int] = (32,), n_seeds: int = 3, *,
+                        seed_offset: int = 0, task_params: dict | None = None, n_steps: int = 1000,
+                        n_timesteps: int = 50, n_channels: int = 3, n_probes: int = 256,
+                        min_score: float = 0.9, max_retries: int = 2,
+                        data_home: str | PathLike | None = None, download_if_missing: bool = True,
+                        n_jobs: int | None = None, verbose: bool = False,
+                        random_state: int | np.random.RandomState | None = 0) -> Bunch:
     """Train (or load from the cache) a seeded population of recurrent networks.
 
     Every member reads the same pulse interface (``n_channels`` noisy +-1 pulse channels)
@@ -177,8 +223,10 @@ def make_rnn_population(tasks=("flipflop", "integration", "delay"), cells=("rnn"
     return pop
 
 
-def permute_hidden_units(model, *, flip_signs=None, random_state=None):
-    """A functionally identical copy of a :class:`RecurrentNetwork` with its units permuted.
+def permute_hidden_units(model: RecurrentNetwork, *, flip_signs: bool | None = None,
+                         random_state: int | np.random.RandomState | None = None
+                         ) -> RecurrentNetwork:
+    """Copy a :class:`RecurrentNetwork` with its hidden units permuted: a functional twin.
 
     The hidden units are shuffled (for every gate of GRU/LSTM cells alike) and the readout
     is permuted to match, so the copy computes exactly the same outputs while its weights
@@ -187,8 +235,34 @@ def permute_hidden_units(model, *, flip_signs=None, random_state=None):
 
     Parameters
     ----------
+    model : RecurrentNetwork
+        The network to copy (not modified).
     flip_signs : bool, default=None
         Flip signs; ``None`` means "only for tanh RNNs". True for GRU/LSTM raises.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the permutation and the signs.
+
+    Returns
+    -------
+    RecurrentNetwork
+        The twin, in eval mode: same outputs on every input, other weights.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a :class:`RecurrentNetwork`.
+    ValueError
+        If ``flip_signs=True`` for a GRU or LSTM.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdynamo.datasets import RecurrentNetwork, permute_hidden_units
+    >>> net = RecurrentNetwork(3, 3, hidden_size=8, cell="gru")
+    >>> twin = permute_hidden_units(net, random_state=0)
+    >>> x = torch.randn(2, 10, 3)
+    >>> torch.allclose(net(x), twin(x), atol=1e-6)
+    True
     """
     if not isinstance(model, RecurrentNetwork):
         raise TypeError(f"permute_hidden_units expects a RecurrentNetwork, got "

@@ -11,13 +11,18 @@ stable when every ``|lambda| < 1``, unstable (with the number of modes ``|lambda
 otherwise.
 """
 
+from __future__ import annotations
+
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import Bunch, check_random_state
 
+from .._docstrings import share_parameters
 from ._systems import as_system
 
 __all__ = ["FixedPoints", "find_fixed_points", "simulate_settled_states"]
@@ -28,12 +33,27 @@ _SLOW_DEDUP = 1e-2
 # Entries (float64) of the per-row Jacobians solved at once in one Newton iteration.
 _SOLVE_ENTRIES = 4e6
 
+RandomState = int | np.random.RandomState | None
+
 
 class FixedPoints:
     """Fixed points and slow points of a recurrent system at one constant input.
 
     Returned by :func:`find_fixed_points`. Arrays are float64 numpy arrays; states are in
     the coordinates of the system's update (``[h, c]`` for LSTMs).
+
+    Parameters
+    ----------
+    points, speeds, jacobians, slow_points, slow_speeds, constant_input : array-like
+        The attributes of the same names.
+    tol, slow_tol, eig_tol : float
+        The thresholds of the search.
+    n_initial : int
+        Number of initial states optimised.
+    trajectories : ndarray or None, default=None
+        A sample of the recorded trajectories.
+    system_name : str, default=""
+        Name of the system, for the summary.
 
     Attributes
     ----------
@@ -56,6 +76,7 @@ class FixedPoints:
         Local minima of ``q`` that the update does not return to within ``tol`` but
         moves less than ``slow_tol`` per step. Never counted as fixed points.
     slow_speeds : ndarray of shape (n_slow,)
+        ``||F(h) - h||`` at each slow point.
     constant_input : ndarray of shape (n_inputs,)
         The input ``x*`` held during the search.
     tol, slow_tol, eig_tol : float
@@ -66,10 +87,13 @@ class FixedPoints:
         A sample of the recorded trajectories the initial states were drawn from (for
         plots).
     system_name : str
+        Name of the system (its module path), for the summary.
     """
 
-    def __init__(self, points, speeds, jacobians, slow_points, slow_speeds, constant_input,
-                 tol, slow_tol, eig_tol, n_initial, trajectories=None, system_name=""):
+    def __init__(self, points: np.ndarray, speeds: np.ndarray, jacobians: np.ndarray,
+                 slow_points: np.ndarray, slow_speeds: np.ndarray, constant_input: np.ndarray,
+                 tol: float, slow_tol: float, eig_tol: float, n_initial: int,
+                 trajectories: np.ndarray | None = None, system_name: str = "") -> None:
         self.points = np.asarray(points, dtype=np.float64)
         self.speeds = np.asarray(speeds, dtype=np.float64)
         self.q = 0.5 * self.speeds ** 2
@@ -95,43 +119,52 @@ class FixedPoints:
         self.system_name = system_name
 
     @property
-    def n_fixed(self):
+    def n_fixed(self) -> int:
         """Number of fixed points (all stabilities)."""
         return len(self.points)
 
     @property
-    def n_stable(self):
+    def n_stable(self) -> int:
         """Number of stable fixed points."""
         return int(np.sum(self.stability == "stable"))
 
     @property
-    def n_unstable(self):
+    def n_unstable(self) -> int:
         """Number of unstable fixed points (saddles included)."""
         return int(np.sum(self.stability == "unstable"))
 
     @property
-    def n_marginal(self):
+    def n_marginal(self) -> int:
+        """Number of marginal fixed points (an eigenvalue within ``eig_tol`` of 1)."""
         return int(np.sum(self.stability == "marginal"))
 
     @property
-    def n_slow(self):
+    def n_slow(self) -> int:
         """Number of slow points (not fixed points)."""
         return len(self.slow_points)
 
     @property
-    def stable_points(self):
+    def stable_points(self) -> np.ndarray:
+        """The stable fixed points, shape (n_stable, state_size)."""
         return self.points[self.stability == "stable"]
 
     @property
-    def converged(self):
+    def converged(self) -> bool:
         """True when at least one fixed point met the tolerance."""
         return self.n_fixed > 0
 
     def __len__(self):
         return self.n_fixed
 
-    def summary(self):
-        """A multi-line, human-readable description."""
+    def summary(self) -> str:
+        """Describe the fixed points and slow points in a few lines.
+
+        Returns
+        -------
+        str
+            Counts by stability, then one line per fixed point (its kind, largest
+            eigenvalue modulus and speed), then the slow points; ``str(fp)`` is the same.
+        """
         lines = [f"FixedPoints of {self.system_name or 'system'} at input "
                  f"{np.array2string(self.constant_input, precision=3)}: "
                  f"{self.n_fixed} fixed points ({self.n_stable} stable, {self.n_unstable} "
@@ -242,11 +275,36 @@ def _sample_states(system, inputs, initial_states, n_initial, noise, rng):
 # ----------------------------------------------------------------------------- numerics
 
 
-def jacobian(step, x, h):
-    """Jacobians ``dF/dh`` (batch, S, S) of a row-wise update by reverse-mode autograd.
+def jacobian(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+             h: torch.Tensor) -> torch.Tensor:
+    """Compute the Jacobians ``dF/dh`` of a row-wise update by reverse-mode autograd.
 
     The batch is replicated ``S`` times so that one backward pass gives every row of every
     Jacobian (rows of the update never interact).
+
+    Parameters
+    ----------
+    step : callable
+        The update ``F(x, h) -> h'`` on batches of rows, ``(batch, n_inputs)`` and
+        ``(batch, S)`` to ``(batch, S)``.
+    x : torch.Tensor of shape (batch, n_inputs)
+        Inputs of each row.
+    h : torch.Tensor of shape (batch, S)
+        States at which to differentiate.
+
+    Returns
+    -------
+    torch.Tensor of shape (batch, S, S)
+        ``J[b, i, j] = dF_i/dh_j`` at row ``b``, in ``h``'s dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdynamo.dynamics import jacobian
+    >>> W = torch.tensor([[0.5, 0.0], [1.0, 2.0]])
+    >>> jacobian(lambda x, h: h @ W.T, torch.zeros(1, 1), torch.ones(1, 2))[0]
+    tensor([[0.5000, 0.0000],
+            [1.0000, 2.0000]])
     """
     batch, size = h.shape
     out = torch.empty(batch, size, size, dtype=h.dtype)
@@ -426,9 +484,12 @@ def _find_group(systems, inputs, constant_input, initial_states, n_initial, nois
     return results
 
 
-def find_fixed_points(system, inputs=None, *, constant_input=None, initial_states=None,
-                      n_initial=256, noise=0.1, tol=1e-8, max_iter=200, dedup_tol=1e-4,
-                      slow_tol=1e-2, eig_tol=1e-5, midpoints=True, random_state=None):
+def find_fixed_points(system: nn.Module, inputs: np.ndarray | torch.Tensor | None = None, *,
+                      constant_input: np.ndarray | None = None,
+                      initial_states: np.ndarray | None = None, n_initial: int = 256,
+                      noise: float = 0.1, tol: float = 1e-8, max_iter: int = 200,
+                      dedup_tol: float = 1e-4, slow_tol: float = 1e-2, eig_tol: float = 1e-5,
+                      midpoints: bool = True, random_state: RandomState = None) -> FixedPoints:
     """Find the fixed points of a recurrent system at a constant input, and their stability.
 
     Parameters
@@ -475,6 +536,7 @@ def find_fixed_points(system, inputs=None, *, constant_input=None, initial_state
     Returns
     -------
     FixedPoints
+        The fixed points found, their stability, and the slow points.
 
     Warns
     -----
@@ -502,9 +564,11 @@ def find_fixed_points(system, inputs=None, *, constant_input=None, initial_state
                        dedup_tol, slow_tol, eig_tol, rng, midpoints)[0]
 
 
-def simulate_settled_states(system, inputs=None, *, constant_input=None, initial_states=None,
-                            n_initial=256, noise=0.1, n_steps=3000, tol=1e-6, dedup_tol=1e-3,
-                            random_state=None):
+def simulate_settled_states(system: nn.Module, inputs: np.ndarray | torch.Tensor | None = None,
+                            *, constant_input: np.ndarray | None = None,
+                            initial_states: np.ndarray | None = None, n_initial: int = 256,
+                            noise: float = 0.1, n_steps: int = 3000, tol: float = 1e-6,
+                            dedup_tol: float = 1e-3, random_state: RandomState = None) -> Bunch:
     """Run the system autonomously from many initial states and collect where it settles.
 
     This is the independent check of :func:`find_fixed_points`: the distinct states that
@@ -513,8 +577,12 @@ def simulate_settled_states(system, inputs=None, *, constant_input=None, initial
 
     Parameters
     ----------
-    system, inputs, constant_input, initial_states, n_initial, noise, random_state
-        As in :func:`find_fixed_points` (initial states are sampled the same way).
+    {system}
+    {inputs}
+    {constant_input}
+    {initial_states}
+    {n_initial}
+    {noise}
     n_steps : int, default=3000
         Steps of the update ``h <- F(h, x*)``.
     tol : float, default=1e-6
@@ -522,6 +590,7 @@ def simulate_settled_states(system, inputs=None, *, constant_input=None, initial
         Runs still drifting (slow points, limit cycles, divergence) are counted apart.
     dedup_tol : float, default=1e-3
         Settled states closer than this are one attractor.
+    {random_state}
 
     Returns
     -------
@@ -563,3 +632,7 @@ def _simulate_group(systems, h0s, constant_input, n_steps, tol, dedup_tol):
                          n_settled=int(settled.sum()), n_unsettled=int((~settled).sum()),
                          final_speeds=sg))
     return out
+
+
+# Initial states are sampled as in find_fixed_points: one text for the shared parameters.
+share_parameters(simulate_settled_states, find_fixed_points)

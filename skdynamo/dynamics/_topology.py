@@ -1,10 +1,17 @@
 """Fixed-point topology across the embedding space: along a path, and over a 2-D grid."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.utils import Bunch, check_random_state
 
-from ._fixed_points import _as_constant_input, _as_inputs, _check_params, _find_group
+from ._fixed_points import (FixedPoints, RandomState, _as_constant_input, _as_inputs,
+                            _check_params, _find_group, find_fixed_points)
+from .._docstrings import share_parameters
 from ._systems import as_system
 
 __all__ = ["fixed_points_along_path", "fixed_points_on_grid"]
@@ -44,17 +51,40 @@ def _endpoint(value, embeddings, name):
     return arr
 
 
-def fixed_points_at(embedder, embeddings, inputs=None, *, constant_input=None, n_initial=128,
-                    noise=0.1, tol=1e-8, max_iter=200, dedup_tol=1e-4, slow_tol=1e-2,
-                    eig_tol=1e-5, midpoints=True, n_sequences=32, random_state=None):
-    """Fixed points of the meta-model at each of several embeddings, batched.
+def fixed_points_at(embedder: Any, embeddings: np.ndarray,
+                    inputs: np.ndarray | torch.Tensor | None = None, *,
+                    constant_input: np.ndarray | None = None, n_initial: int = 128,
+                    noise: float = 0.1, tol: float = 1e-8, max_iter: int = 200,
+                    dedup_tol: float = 1e-4, slow_tol: float = 1e-2, eig_tol: float = 1e-5,
+                    midpoints: bool = True, n_sequences: int | None = 32,
+                    random_state: RandomState = None) -> list[FixedPoints]:
+    """Find the fixed points of the meta-model at each of several embeddings, batched.
 
     Meta-models at different embeddings share their weights, so their searches run as one
-    batch. Parameters as in :func:`fixed_points_along_path`.
+    batch.
+
+    Parameters
+    ----------
+    {embedder}
+    embeddings : array-like of shape (n_points, d)
+        The embeddings at which to search.
+    {inputs}
+    {constant_input}
+    {n_initial}
+    {noise}
+    {tol}
+    {max_iter}
+    {dedup_tol}
+    {slow_tol}
+    {eig_tol}
+    {midpoints}
+    {n_sequences}
+    {random_state}
 
     Returns
     -------
-    list of FixedPoints, one per row of ``embeddings``.
+    list of FixedPoints
+        One per row of ``embeddings``.
     """
     _check_params(n_initial, tol, max_iter, slow_tol, dedup_tol)
     factory, _, default_inputs = _resolve(embedder)
@@ -95,11 +125,17 @@ def _counts(fps):
                 n_slow=np.array([f.n_slow for f in fps]))
 
 
-def fixed_points_along_path(embedder, start=None, end=None, *, path=None, n_points=50,
-                            inputs=None, constant_input=None, n_initial=128, noise=0.1, tol=1e-8,
-                            max_iter=200, dedup_tol=1e-4, slow_tol=1e-2, eig_tol=1e-5,
-                            midpoints=True, n_sequences=32, random_state=None):
-    """Number of stable and unstable fixed points of the meta-model along a path.
+def fixed_points_along_path(embedder: Any, start: int | Sequence[float] | None = None,
+                            end: int | Sequence[float] | None = None, *,
+                            path: np.ndarray | None = None, n_points: int = 50,
+                            inputs: np.ndarray | torch.Tensor | None = None,
+                            constant_input: np.ndarray | None = None, n_initial: int = 128,
+                            noise: float = 0.1, tol: float = 1e-8, max_iter: int = 200,
+                            dedup_tol: float = 1e-4, slow_tol: float = 1e-2,
+                            eig_tol: float = 1e-5, midpoints: bool = True,
+                            n_sequences: int | None = 32,
+                            random_state: RandomState = None) -> Bunch:
+    """Count the stable and unstable fixed points of the meta-model along a path.
 
     Parameters
     ----------
@@ -117,11 +153,17 @@ def fixed_points_along_path(embedder, start=None, end=None, *, path=None, n_poin
     constant_input : array-like of shape (n_inputs,), default=None
         Input held during the search (zeros).
     n_initial : int, default=128
-        Initial states per path point.
-    noise, tol, max_iter, dedup_tol, slow_tol, eig_tol, midpoints, random_state
-        As in :func:`skdynamo.dynamics.find_fixed_points`.
+        Initial states per point.
+    {noise}
+    {tol}
+    {max_iter}
+    {dedup_tol}
+    {slow_tol}
+    {eig_tol}
+    {midpoints}
     n_sequences : int, default=32
         Probe sequences used to record each point's trajectories.
+    {random_state}
 
     Returns
     -------
@@ -155,15 +197,21 @@ def fixed_points_along_path(embedder, start=None, end=None, *, path=None, n_poin
     return Bunch(t=t, embeddings=Z, fixed_points=fps, **_counts(fps))
 
 
-def fixed_points_on_grid(embedder, *, grid_size=10, bounds=None, components=(0, 1),
-                         center=None, margin=0.1, inputs=None, constant_input=None,
-                         n_initial=64, noise=0.1, tol=1e-8, max_iter=200, dedup_tol=1e-4,
-                         slow_tol=1e-2, eig_tol=1e-5, midpoints=True, n_sequences=32,
-                         random_state=None):
-    """Number of stable fixed points over a 2-D grid of the embedding space.
+def fixed_points_on_grid(embedder: Any, *, grid_size: int | tuple[int, int] = 10,
+                         bounds: Sequence[tuple[float, float]] | None = None,
+                         components: tuple[int, int] = (0, 1),
+                         center: np.ndarray | None = None, margin: float = 0.1,
+                         inputs: np.ndarray | torch.Tensor | None = None,
+                         constant_input: np.ndarray | None = None, n_initial: int = 64,
+                         noise: float = 0.1, tol: float = 1e-8, max_iter: int = 200,
+                         dedup_tol: float = 1e-4, slow_tol: float = 1e-2, eig_tol: float = 1e-5,
+                         midpoints: bool = True, n_sequences: int | None = 32,
+                         random_state: RandomState = None) -> Bunch:
+    """Count the stable fixed points over a 2-D grid of the embedding space.
 
     Parameters
     ----------
+    {embedder}
     grid_size : int or (int, int), default=10
         Grid points along each of the two components.
     bounds : ((float, float), (float, float)), default=None
@@ -173,8 +221,21 @@ def fixed_points_on_grid(embedder, *, grid_size=10, bounds=None, components=(0, 
         Embedding dimensions that vary; the others are held at ``center``.
     center : array-like of shape (d,), default=None
         Values of the fixed dimensions (the mean embedding by default).
-    Other parameters
-        As in :func:`fixed_points_along_path` (``n_initial`` is per grid point).
+    margin : float, default=0.1
+        Widening of the default bounds, as a fraction of the embeddings' span.
+    {inputs}
+    {constant_input}
+    n_initial : int, default=64
+        Initial states per grid point.
+    {noise}
+    {tol}
+    {max_iter}
+    {dedup_tol}
+    {slow_tol}
+    {eig_tol}
+    {midpoints}
+    {n_sequences}
+    {random_state}
 
     Returns
     -------
@@ -212,3 +273,9 @@ def fixed_points_on_grid(embedder, *, grid_size=10, bounds=None, components=(0, 
     counts = {k: v.reshape(ny, nx) for k, v in _counts(fps).items()}
     return Bunch(xx=xx, yy=yy, embeddings=Z.reshape(ny, nx, -1), components=(i, j),
                  fixed_points=[fps[r * nx:(r + 1) * nx] for r in range(ny)], **counts)
+
+
+# One text for the parameters the searches share (find_fixed_points documents them).
+share_parameters(fixed_points_along_path, find_fixed_points)
+share_parameters(fixed_points_at, fixed_points_along_path)
+share_parameters(fixed_points_on_grid, fixed_points_along_path)

@@ -5,6 +5,10 @@
 subclass and add it here; no estimator changes.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from torch import nn
 
 from ..utils.validation import as_probe_array
@@ -21,11 +25,30 @@ FAMILIES = {cls.name: cls for cls in (ConvolutionalFamily, RecurrentFamily)}
 DEFAULT_FAMILY = RecurrentFamily
 
 
-def resolve_family(meta_model, probe_inputs, models):
-    """The family class of a population: ``meta_model`` if given, else the probes' rank.
+def resolve_family(meta_model: str, probe_inputs: Any, models: list) -> type[ModelFamily]:
+    """Return the family class of a population: ``meta_model``, else the probes' rank.
 
     With ``probe_inputs=None`` the first family that claims a member wins. Given probes
     choose the family of their rank; a member of another family is an error.
+
+    Parameters
+    ----------
+    meta_model : str
+        ``DynamoEmbedder``'s ``meta_model``: ``'auto'`` or a key of ``FAMILIES``.
+    probe_inputs : array-like or None
+        The probes, or None.
+    models : list of torch.nn.Module or Trajectories
+        The population.
+
+    Returns
+    -------
+    type
+        A subclass of :class:`ModelFamily`.
+
+    Raises
+    ------
+    ValueError
+        If a member belongs to another family than the probes'.
     """
     if meta_model != "auto":
         return FAMILIES[meta_model]
@@ -42,14 +65,41 @@ def resolve_family(meta_model, probe_inputs, models):
     return family
 
 
-def family_for_probes(probe_inputs):
-    """The family class whose probes have the rank of ``probe_inputs`` (else the default)."""
+def family_for_probes(probe_inputs: Any) -> type[ModelFamily]:
+    """Return the family class whose probes have the rank of ``probe_inputs``.
+
+    Parameters
+    ----------
+    probe_inputs : array-like
+        The probes.
+
+    Returns
+    -------
+    type
+        The family of that rank, else ``DEFAULT_FAMILY``.
+    """
     rank = len(as_probe_array(probe_inputs).shape)
     return next((f for f in FAMILIES.values() if f.probe_rank == rank), DEFAULT_FAMILY)
 
 
-def family_of(meta):
-    """A family object for a trained meta-model (by its class)."""
+def family_of(meta: nn.Module) -> ModelFamily:
+    """Return a family object for a trained meta-model (chosen by its class).
+
+    Parameters
+    ----------
+    meta : torch.nn.Module
+        A conditioned meta-model (``meta_model_`` of a fitted embedder).
+
+    Returns
+    -------
+    ModelFamily
+        An instance of the family whose ``meta_class`` it is.
+
+    Raises
+    ------
+    TypeError
+        If no family's ``meta_class`` matches.
+    """
     for family in FAMILIES.values():
         if isinstance(meta, family.meta_class):
             return family()

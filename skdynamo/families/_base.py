@@ -16,6 +16,10 @@ A new family is one module defining a subclass of :class:`ModelFamily` and one e
 ``skdynamo.families.FAMILIES``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -35,8 +39,21 @@ class ModelFamily(ABC):
     one per fit and keeps it as ``family_`` (after the fit, :attr:`n_steps` holds the
     number of recorded steps members are aligned to).
 
-    Class attributes
-    ----------------
+    Parameters
+    ----------
+    recorder : 'auto' or callable, default='auto'
+        How members are recorded (``DynamoEmbedder``'s ``recorder``).
+    n_pcs : int, default=10
+        Principal components kept per member (per layer).
+    layers, spatial : default='auto', 'pool'
+        Settings of families that record chosen layers (see ``DynamoEmbedder``).
+    n_jobs : int, default=None
+        Members recorded in parallel (joblib threads).
+    n_steps : 'max' or int, default='max'
+        Steps members are aligned to (families whose members differ in depth).
+
+    Attributes
+    ----------
     name : str
         The family's value of ``DynamoEmbedder(meta_model=...)``.
     probe_rank : int
@@ -49,17 +66,6 @@ class ModelFamily(ABC):
         What :meth:`bake` returns (a plain ``nn.Module`` with ``config``).
     n_search_probes : int
         Training probes used by ``transform``'s embedding search.
-
-    Parameters
-    ----------
-    recorder : 'auto' or callable, default='auto'
-    n_pcs : int, default=10
-    layers, spatial : default='auto', 'pool'
-        Settings of families that record chosen layers (see ``DynamoEmbedder``).
-    n_jobs : int, default=None
-        Members recorded in parallel (joblib threads).
-    n_steps : 'max' or int, default='max'
-        Steps members are aligned to (families whose members differ in depth).
     """
 
     name = None
@@ -68,8 +74,9 @@ class ModelFamily(ABC):
     standalone_class = None
     n_search_probes = 32
 
-    def __init__(self, *, recorder="auto", n_pcs=10, layers="auto", spatial="pool",
-                 n_jobs=None, n_steps="max"):
+    def __init__(self, *, recorder: str | Callable = "auto", n_pcs: int = 10, layers: Any = "auto",
+                 spatial: str | int | tuple[int, int] = "pool", n_jobs: int | None = None,
+                 n_steps: str | int = "max") -> None:
         self.recorder, self.n_pcs, self.n_jobs = recorder, n_pcs, n_jobs
         self.layers, self.spatial, self.n_steps = layers, spatial, n_steps
 

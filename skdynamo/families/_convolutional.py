@@ -1,7 +1,7 @@
 """Recording convolutional networks: the layer index is the time axis.
 
 For a feed-forward or convolutional network, DYNAMO's "trajectory" of an image is the
-sequence of its activations layer after layer (DESIGN.md §1). :func:`record_cnn` hooks
+sequence of its activations layer after layer. :func:`record_cnn` hooks
 the chosen layers, reduces each layer's feature maps spatially to one vector per image
 (global average by default, or a small ``k x k`` grid) and returns a
 :class:`LayerTrajectories`: a :class:`~skdynamo.Trajectories` whose time axis is the
@@ -16,7 +16,11 @@ depth.
 logits by default, baked into a :class:`~skdynamo.StandaloneCNN`.
 """
 
+from __future__ import annotations
+
+from typing import Any
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -78,7 +82,8 @@ class LayerTrajectories(Trajectories):
     ((4, 2, 16), [8, 16])
     """
 
-    def __init__(self, layers, outputs, layer_names=None, name=None):
+    def __init__(self, layers: Sequence[np.ndarray], outputs: np.ndarray,
+                 layer_names: Sequence[str] | None = None, name: str | None = None) -> None:
         layers = [np.asarray(a, dtype=np.float32) for a in layers]
         if not layers:
             raise ValueError("LayerTrajectories needs at least one layer.")
@@ -102,7 +107,8 @@ class LayerTrajectories(Trajectories):
             raise ValueError(f"{len(self.layer_names)} layer names for {len(layers)} layers.")
 
     @property
-    def n_layers(self):
+    def n_layers(self) -> int:
+        """Number of recorded layers (the time axis)."""
         return len(self.layers)
 
     def __repr__(self):
@@ -115,17 +121,43 @@ def _is_leaf(module):
     return next(module.children(), None) is None
 
 
-def cnn_layers(model, layers="auto"):
+def cnn_layers(model: nn.Module, layers: str | type | Sequence[str | type] = "auto"
+               ) -> list[tuple[str, nn.Module, str]]:
     """Resolve a layer selection to ``[(layer_name, module, where)]`` in registration order.
 
     ``where`` is ``'output'`` (the module's output is recorded) or ``'input'`` (its input,
     used for the penultimate features entering the final ``nn.Linear``).
 
-    ``layers='auto'``: for every ``nn.Conv2d``, the first activation module (ReLU, GELU,
-    ...) registered after it and before the next conv or linear layer, or the conv's own
-    output if there is none (e.g. a functional ``F.relu``); then the input of the last
-    ``nn.Linear`` (the penultimate features), if the model has one. A name (str), a module
-    type, or a list mixing both selects modules by ``named_modules()`` name or by type.
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A convolutional network.
+    layers : 'auto', str, nn.Module type, or list of those, default='auto'
+        ``'auto'``: for every ``nn.Conv2d``, the first activation module (ReLU, GELU,
+        ...) registered after it and before the next conv or linear layer, or the conv's
+        own output if there is none (e.g. a functional ``F.relu``); then the input of the
+        last ``nn.Linear`` (the penultimate features), if the model has one. A name
+        (str), a module type, or a list mixing both selects modules by
+        ``named_modules()`` name or by type.
+
+    Returns
+    -------
+    list of (str, torch.nn.Module, str)
+        The selected layers: name, module and ``where``.
+
+    Raises
+    ------
+    ValueError
+        If the selection matches no module, or ``'auto'`` finds no ``nn.Conv2d``.
+    TypeError
+        If ``layers`` is of another type.
+
+    Examples
+    --------
+    >>> from skdynamo import cnn_layers
+    >>> from skdynamo.datasets import ConvNetwork
+    >>> [(name, where) for name, _, where in cnn_layers(ConvNetwork(width=8, depth=2))]
+    [('features.0.act', 'output'), ('features.1.act', 'output'), ('head:input', 'input')]
     """
     named = [(n, m) for n, m in model.named_modules()]
     by_name = dict(named)
@@ -230,7 +262,10 @@ def _check_images(model, images, who):
     return images
 
 
-def record_cnn(model, images, *, layers="auto", spatial="pool", batch_size=512, name=None):
+def record_cnn(model: nn.Module, images: np.ndarray | torch.Tensor, *,
+               layers: str | type | Sequence[str | type] = "auto",
+               spatial: str | int | tuple[int, int] = "pool", batch_size: int = 512,
+               name: str | None = None) -> LayerTrajectories:
     """Record a convolutional network layer by layer: the layer index is the time axis.
 
     Forward hooks capture the chosen layers; each layer's feature maps are averaged over
@@ -245,7 +280,9 @@ def record_cnn(model, images, *, layers="auto", spatial="pool", batch_size=512, 
     Parameters
     ----------
     model : torch.nn.Module
+        A convolutional network.
     images : array-like of shape (n_images, channels, height, width)
+        The probe images.
     layers : 'auto', str, nn.Module type, or list of those, default='auto'
         See :func:`cnn_layers`. ``'auto'`` records each conv block's output (the
         activation following each ``nn.Conv2d``) and the penultimate features (the input
@@ -342,7 +379,8 @@ def _relative_depth_index(n_layers, n_steps):
     return np.floor(pos + 0.5 + 1e-9).astype(int)
 
 
-def align_depths(trajectories, n_steps="max"):
+def align_depths(trajectories: Sequence[LayerTrajectories], n_steps: str | int = "max"
+                 ) -> list[LayerTrajectories]:
     """Resample members of different depths to a common number of steps by relative depth.
 
     A member with ``L`` recorded layers places layer ``l`` at relative depth
@@ -355,6 +393,7 @@ def align_depths(trajectories, n_steps="max"):
     Parameters
     ----------
     trajectories : sequence of LayerTrajectories
+        Recordings of the members (:func:`record_cnn`).
     n_steps : 'max', 'min' or int, default='max'
         ``K``: the deepest member's number of layers (nothing dropped), the shallowest's,
         or a given number.
@@ -488,6 +527,11 @@ class ConvolutionalFamily(ModelFamily):
 
     Members of different depths are aligned by relative depth to :attr:`n_steps` steps
     (:func:`align_depths`); each member's layers are PCA-reduced separately.
+
+    Parameters
+    ----------
+    **settings
+        The recording settings of :class:`ModelFamily` (``spatial`` is checked here).
     """
 
     name = "cnn"
@@ -497,7 +541,7 @@ class ConvolutionalFamily(ModelFamily):
     # An image is one step per layer, so CNNs take more images for their per-layer maps.
     n_search_probes = 128
 
-    def __init__(self, **settings):
+    def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
         self.grid = _check_spatial(self.spatial)
 

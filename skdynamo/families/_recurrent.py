@@ -211,6 +211,19 @@ class RecurrentFamily(ModelFamily):
     """Recurrent networks: probes ``(n_probes, n_timesteps, n_features)``, steps as time.
 
     The default family: plain :class:`~skdynamo.Trajectories` belong to it.
+
+    Parameters
+    ----------
+    recorder : 'auto' or callable, default='auto'
+        How members are recorded (``DynamoEmbedder``'s ``recorder``).
+    n_pcs : int, default=10
+        Principal components kept per member.
+    layers, spatial : default='auto', 'pool'
+        Unused by this family (accepted for a common constructor).
+    n_jobs : int, default=None
+        Members recorded in parallel (joblib threads).
+    n_steps : 'max' or int, default='max'
+        Unused by this family (steps are the probes' time steps).
     """
 
     name = "rnn"

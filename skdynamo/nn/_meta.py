@@ -1,7 +1,11 @@
 """Torch modules of DYNAMO: the conditioned meta-model, the training module holding the
 embedding table and per-model maps, and the standalone emulated network."""
 
+from __future__ import annotations
+
 import copy
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,14 +28,25 @@ class ConditionedRNN(nn.Module):
     hidden_size : int, default=64
         Width of the meta-model's state.
     cell : {'gru', 'lstm', 'rnn'}, default='gru'
+        The recurrent layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdynamo.nn import ConditionedRNN
+    >>> meta = ConditionedRNN(n_inputs=3, n_outputs=2, n_components=4, hidden_size=8)
+    >>> y, g = meta(torch.zeros(5, 10, 3), torch.zeros(5, 4))
+    >>> y.shape, g.shape
+    (torch.Size([5, 10, 2]), torch.Size([5, 10, 8]))
     """
 
     kind = "rnn"
     per_step_maps = False
 
-    def __init__(self, n_inputs, n_outputs, n_components, hidden_size=64, cell="gru"):
+    def __init__(self, n_inputs: int, n_outputs: int, n_components: int, hidden_size: int = 64,
+                 cell: str = "gru") -> None:
         super().__init__()
-        # numpy integers pass sklearn's validation but not torch's (issue #12).
+        # numpy integers pass sklearn's validation but not torch's layer constructors.
         n_inputs, n_outputs, n_components, hidden_size = map(
             int, (n_inputs, n_outputs, n_components, hidden_size))
         self.n_inputs, self.n_outputs = n_inputs, n_outputs
@@ -41,17 +56,41 @@ class ConditionedRNN(nn.Module):
         self.init_state = nn.Linear(n_components, n_state * hidden_size)
         self.readout = nn.Linear(hidden_size, n_outputs)
 
-    def initial_state(self, theta):
+    def initial_state(self, theta: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Compute the initial state ``g_0 = A theta + b`` in the layout the layer takes.
+
+        Parameters
+        ----------
+        theta : torch.Tensor of shape (batch, n_components)
+            Embeddings.
+
+        Returns
+        -------
+        torch.Tensor or (torch.Tensor, torch.Tensor)
+            ``h0`` of shape (1, batch, hidden_size); ``(h0, c0)`` for an LSTM.
+        """
         h0 = self.init_state(theta)
         if self.cell == "lstm":
             h, c = h0.chunk(2, dim=-1)
             return h[None].contiguous(), c[None].contiguous()
         return h0[None].contiguous()
 
-    def forward(self, x, theta):
-        """Run ``x`` of shape (batch, time, n_inputs) at embeddings ``theta`` (batch, d).
+    def forward(self, x: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run input sequences at one embedding per sequence.
 
-        Returns the outputs (batch, time, n_outputs) and states (batch, time, hidden_size).
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, time, n_inputs)
+            Input sequences.
+        theta : torch.Tensor of shape (batch, n_components)
+            The embedding each sequence is run at.
+
+        Returns
+        -------
+        outputs : torch.Tensor of shape (batch, time, n_outputs)
+            The readout at every step.
+        states : torch.Tensor of shape (batch, time, hidden_size)
+            The meta-model's state at every step.
         """
         batch, steps, _ = x.shape
         inp = torch.cat([x, theta[:, None, :].expand(batch, steps, theta.shape[-1])], dim=-1)
@@ -59,30 +98,55 @@ class ConditionedRNN(nn.Module):
         return self.readout(g), g
 
     @property
-    def state_size(self):
+    def state_size(self) -> int:
         """Width of the states returned per step (what the per-model maps read)."""
         return self.hidden_size
 
     @property
-    def step_state_size(self):
+    def step_state_size(self) -> int:
         """Width of the full recurrent state used by :meth:`step` (``[h, c]`` for LSTM)."""
         return self.hidden_size * (2 if self.cell == "lstm" else 1)
 
     @property
-    def config(self):
+    def config(self) -> dict:
         """Constructor arguments: ``ConditionedRNN(**meta.config)`` rebuilds the module."""
         return dict(n_inputs=self.n_inputs, n_outputs=self.n_outputs,
                     n_components=self.n_components, hidden_size=self.hidden_size,
                     cell=self.cell)
 
-    def flat_initial_state(self, theta):
-        """``g_0`` at embeddings ``theta`` (batch, d) as one (batch, step_state_size) tensor."""
+    def flat_initial_state(self, theta: torch.Tensor) -> torch.Tensor:
+        """Compute ``g_0`` as one flat state per embedding, the layout :meth:`step` takes.
+
+        Parameters
+        ----------
+        theta : torch.Tensor of shape (batch, n_components)
+            Embeddings.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, step_state_size)
+            The initial states (``[h, c]`` for an LSTM).
+        """
         h0 = self.initial_state(theta)
         return torch.cat([h[0] for h in h0], -1) if isinstance(h0, tuple) else h0[0]
 
-    def step(self, x_t, h, theta):
-        """One step of the conditioned cell: ``x_t`` (batch, n_inputs), ``h`` (batch,
-        step_state_size), ``theta`` (batch, d)."""
+    def step(self, x_t: torch.Tensor, h: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """Run one step of the conditioned cell (the update whose fixed points are sought).
+
+        Parameters
+        ----------
+        x_t : torch.Tensor of shape (batch, n_inputs)
+            Inputs at this step.
+        h : torch.Tensor of shape (batch, step_state_size)
+            Current states (``[h, c]`` for an LSTM).
+        theta : torch.Tensor of shape (batch, n_components)
+            Embeddings.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, step_state_size)
+            The next states.
+        """
         inp = torch.cat([x_t, theta], dim=-1)[:, None]
         if self.cell == "lstm":
             hh, cc = h.chunk(2, dim=-1)
@@ -115,12 +179,25 @@ class FiLM(nn.Module):
         Channels modulated.
     """
 
-    def __init__(self, n_components, channels):
+    def __init__(self, n_components: int, channels: int) -> None:
         super().__init__()
         self.linear = nn.Linear(n_components, 2 * channels)
 
-    def forward(self, theta):
-        """``theta`` (batch, d) -> ``(scale, shift)``, each (batch, channels)."""
+    def forward(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compute the per-channel scale and shift at each embedding.
+
+        Parameters
+        ----------
+        theta : torch.Tensor of shape (batch, n_components)
+            Embeddings.
+
+        Returns
+        -------
+        scale : torch.Tensor of shape (batch, channels)
+            ``1 + W_g theta``.
+        shift : torch.Tensor of shape (batch, channels)
+            ``W_b theta``.
+        """
         gamma, beta = self.linear(theta).chunk(2, dim=-1)
         return 1.0 + gamma, beta
 
@@ -156,8 +233,9 @@ class ConditionedCNN(nn.Module):
     kind = "cnn"
     per_step_maps = True
 
-    def __init__(self, in_channels, n_outputs, n_components, n_steps, image_size,
-                 hidden_size=64, grid=None):
+    def __init__(self, in_channels: int, n_outputs: int, n_components: int, n_steps: int,
+                 image_size: Sequence[int], hidden_size: int = 64,
+                 grid: Sequence[int] | None = None) -> None:
         super().__init__()
         self.in_channels, self.n_inputs = int(in_channels), int(in_channels)
         self.n_outputs, self.n_components = int(n_outputs), int(n_components)
@@ -173,7 +251,7 @@ class ConditionedCNN(nn.Module):
         self.readout = nn.Linear(hidden_size, n_outputs)
 
     @property
-    def state_size(self):
+    def state_size(self) -> int:
         """Width of one step's state: ``hidden_size`` times the grid's cells."""
         cells = 1 if self.grid is None else self.grid[0] * self.grid[1]
         return self.hidden_size * cells
@@ -181,14 +259,32 @@ class ConditionedCNN(nn.Module):
     step_state_size = state_size
 
     @property
-    def config(self):
+    def config(self) -> dict:
         """Constructor arguments: ``ConditionedCNN(**meta.config)`` rebuilds the module."""
         return dict(in_channels=self.in_channels, n_outputs=self.n_outputs,
                     n_components=self.n_components, n_steps=self.n_steps,
                     image_size=self.image_size, hidden_size=self.hidden_size, grid=self.grid)
 
-    def flat_initial_state(self, *args):
-        """Not defined: layers are this meta-model's time axis (a TypeError)."""
+    def flat_initial_state(self, *args: Any) -> torch.Tensor:
+        """Refuse: layers are this meta-model's time axis, it has no recurrent update.
+
+        ``step`` is the same method.
+
+        Parameters
+        ----------
+        *args : object
+            Ignored.
+
+        Returns
+        -------
+        torch.Tensor
+            Never returns.
+
+        Raises
+        ------
+        TypeError
+            Always.
+        """
         raise TypeError("A convolutional meta-model has no recurrent update: layers are "
                         "its time axis, so fixed points and recurrent_step do not apply.")
 
@@ -199,10 +295,22 @@ class ConditionedCNN(nn.Module):
             return a.mean(dim=(2, 3))
         return nn.functional.adaptive_avg_pool2d(a, self.grid).flatten(1)
 
-    def forward(self, x, theta):
-        """Run images ``x`` (batch, channels, height, width) at embeddings ``theta``.
+    def forward(self, x: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run images at one embedding per image.
 
-        Returns the logits (batch, n_outputs) and states (batch, n_steps, state_size).
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, channels, height, width)
+            Images.
+        theta : torch.Tensor of shape (batch, n_components)
+            The embedding each image is run at.
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (batch, n_outputs)
+            The readout of the last stage.
+        states : torch.Tensor of shape (batch, n_steps, state_size)
+            Each stage's state.
         """
         states = []
         for conv, film, pool in zip(self.convs, self.films, self.pools):
@@ -218,8 +326,26 @@ class ConditionedCNN(nn.Module):
 META_MODELS = {cls.kind: cls for cls in (ConditionedRNN, ConditionedCNN)}
 
 
-def build_meta_model(kind, **params):
-    """A :class:`ConditionedRNN` (``kind='rnn'``) or :class:`ConditionedCNN` (``'cnn'``)."""
+def build_meta_model(kind: str, **params: Any) -> nn.Module:
+    """Build the meta-model of a kind: :class:`ConditionedRNN` or :class:`ConditionedCNN`.
+
+    Parameters
+    ----------
+    kind : str
+        A key of ``META_MODELS`` (``'rnn'``, ``'cnn'``).
+    **params
+        Constructor arguments of that class.
+
+    Returns
+    -------
+    torch.nn.Module
+        The new, untrained meta-model.
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is unknown.
+    """
     if kind not in META_MODELS:
         raise ValueError(f"Unknown meta-model kind {kind!r}; expected one of "
                          f"{sorted(META_MODELS)}.")
@@ -243,6 +369,7 @@ class DynamoModule(nn.Module):
     n_models, n_targets : int
         Models, and principal components per model (per layer for CNNs).
     init_embeddings : array-like of shape (n_models, n_components), default=None
+        Starting embeddings; zeros by default.
     target_mask : array-like, default=None
         ``(n_models, n_targets)`` (RNN) or ``(n_models, n_steps, n_targets)`` (CNN): 1
         where a model has that component.
@@ -250,8 +377,9 @@ class DynamoModule(nn.Module):
         Each model's output variance (normalises the MSE output loss).
     """
 
-    def __init__(self, meta_params, n_models, n_targets, init_embeddings=None,
-                 target_mask=None, output_scale=None):
+    def __init__(self, meta_params: dict, n_models: int, n_targets: int,
+                 init_embeddings: Any = None, target_mask: Any = None,
+                 output_scale: Any = None) -> None:
         super().__init__()
         params = dict(meta_params)
         self.meta = build_meta_model(params.pop("kind", "rnn"), **params)
@@ -271,9 +399,22 @@ class DynamoModule(nn.Module):
                  else torch.as_tensor(output_scale, dtype=torch.float32))
         self.register_buffer("output_scale", scale)
 
-    def forward(self, x):
-        """``x``: (batch, ...) probes. Returns outputs (models, batch, ...) and mapped states
-        (models, batch, time, n_targets)."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run a batch of probes for every model at once.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (batch, ...)
+            Probe sequences or images.
+
+        Returns
+        -------
+        outputs : torch.Tensor of shape (n_models, batch, ...)
+            The meta-model's outputs at each model's embedding.
+        hidden : torch.Tensor of shape (n_models, batch, time, n_targets)
+            Its states mapped by each model's ``V_n`` (masked where a model has fewer
+            components).
+        """
         n_models = self.embeddings.shape[0]
         batch = x.shape[0]
         xx = x[None].expand(n_models, *x.shape).reshape(-1, *x.shape[1:])
@@ -297,6 +438,13 @@ class EmulatedNetwork(nn.Module):
     convolutional one, images ``(batch, channels, height, width)`` to logits
     ``(batch, n_outputs)``.
 
+    Parameters
+    ----------
+    meta : ConditionedRNN or ConditionedCNN
+        A trained meta-model; it is copied, and the copy's parameters frozen.
+    theta : array-like of shape (n_components,)
+        The embedding.
+
     Attributes
     ----------
     meta : ConditionedRNN or ConditionedCNN
@@ -308,9 +456,18 @@ class EmulatedNetwork(nn.Module):
         whose state is ``[h, c]``); for a CNN, the width of one step's state.
     n_inputs : int
         Input features per step (RNN) or image channels (CNN).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdynamo.nn import ConditionedRNN, EmulatedNetwork
+    >>> meta = ConditionedRNN(n_inputs=3, n_outputs=2, n_components=4, hidden_size=8)
+    >>> net = EmulatedNetwork(meta, torch.zeros(4))
+    >>> net(torch.zeros(5, 10, 3)).shape
+    torch.Size([5, 10, 2])
     """
 
-    def __init__(self, meta, theta):
+    def __init__(self, meta: nn.Module, theta: Any) -> None:
         super().__init__()
         self.meta = copy.deepcopy(meta)
         for p in self.meta.parameters():
@@ -327,19 +484,69 @@ class EmulatedNetwork(nn.Module):
     def _theta(self, batch):
         return self.theta[None].expand(batch, -1)
 
-    def trajectories(self, x):
-        """Return ``(hidden, outputs)``: states (batch, time or layer, H) and outputs."""
+    def trajectories(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the network and return its states and outputs.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Sequences ``(batch, time, n_inputs)`` or images ``(batch, channels, height,
+            width)``, as the meta-model takes.
+
+        Returns
+        -------
+        hidden : torch.Tensor of shape (batch, time or layer, state_size)
+            The meta-model's states.
+        outputs : torch.Tensor
+            Outputs ``(batch, time, n_outputs)`` or logits ``(batch, n_outputs)``.
+        """
         y, g = self.meta(x, self._theta(x.shape[0]))
         return g, y
 
-    def forward(self, x):
-        """Outputs for inputs ``x`` (sequences or images, as the meta-model takes)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Compute the outputs of the network.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Sequences ``(batch, time, n_inputs)`` or images ``(batch, channels, height,
+            width)``, as the meta-model takes.
+
+        Returns
+        -------
+        torch.Tensor
+            Outputs ``(batch, time, n_outputs)`` or logits ``(batch, n_outputs)``.
+        """
         return self.trajectories(x)[1]
 
-    def initial_state(self, batch=1):
-        """The initial state ``g_0`` (batch, hidden_size); ``[h, c]`` for LSTM."""
+    def initial_state(self, batch: int = 1) -> torch.Tensor:
+        """Return the initial state ``g_0``, repeated for a batch.
+
+        Parameters
+        ----------
+        batch : int, default=1
+            Number of copies.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, hidden_size)
+            The initial state; ``[h, c]`` for an LSTM meta-model.
+        """
         return self.meta.flat_initial_state(self._theta(batch))
 
-    def recurrent_step(self, x_t, h):
-        """One step of the conditioned cell: ``x_t`` (batch, n_inputs), ``h`` (batch, H)."""
+    def recurrent_step(self, x_t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Run one step of the update ``h' = F(h, x_t)`` (used by :mod:`skdynamo.dynamics`).
+
+        Parameters
+        ----------
+        x_t : torch.Tensor of shape (batch, n_inputs)
+            Inputs at this step.
+        h : torch.Tensor of shape (batch, hidden_size)
+            Current states.
+
+        Returns
+        -------
+        torch.Tensor of shape (batch, hidden_size)
+            The next states.
+        """
         return self.meta.step(x_t, h, self._theta(x_t.shape[0]))

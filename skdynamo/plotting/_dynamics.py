@@ -1,8 +1,18 @@
 """Pictures of dynamics: fixed points over trajectories, bifurcation diagrams, and maps of
 the embedding space coloured by the number of stable fixed points (matplotlib)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 from sklearn.decomposition import PCA
+from sklearn.utils import Bunch
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from ..dynamics import FixedPoints
 
 __all__ = ["plot_bifurcation", "plot_fixed_points", "plot_stability_map"]
 
@@ -22,9 +32,10 @@ def _plt():
     return plt
 
 
-def plot_fixed_points(fixed_points, trajectories=None, *, n_components=2, n_trajectories=20,
-                      show_slow=True, ax=None, title=None):
-    """Fixed points over trajectories, in the top principal components of the trajectories.
+def plot_fixed_points(fixed_points: FixedPoints, trajectories: np.ndarray | None = None, *,
+                      n_components: int = 2, n_trajectories: int = 20, show_slow: bool = True,
+                      ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Draw fixed points over trajectories, in the trajectories' top principal components.
 
     Parameters
     ----------
@@ -35,6 +46,7 @@ def plot_fixed_points(fixed_points, trajectories=None, *, n_components=2, n_traj
         ``fixed_points.trajectories`` by default. Without any, the PCA is fitted on the
         points themselves.
     n_components : {2, 3}, default=2
+        Principal components drawn (a 2-D or a 3-D plot).
     n_trajectories : int, default=20
         Sequences drawn as grey lines.
     show_slow : bool, default=True
@@ -42,10 +54,12 @@ def plot_fixed_points(fixed_points, trajectories=None, *, n_components=2, n_traj
     ax : matplotlib Axes, default=None
         Axes to draw on (3-D axes for ``n_components=3``).
     title : str, default=None
+        Title of the axes; a summary of the counts by default.
 
     Returns
     -------
     ax : matplotlib Axes
+        The axes drawn on.
     """
     plt = _plt()
     if n_components not in (2, 3):
@@ -95,8 +109,9 @@ def plot_fixed_points(fixed_points, trajectories=None, *, n_components=2, n_traj
     return ax
 
 
-def plot_bifurcation(path_result, *, axes=None, show_points=True, title=None):
-    """Bifurcation diagram along a path of the embedding space.
+def plot_bifurcation(path_result: Bunch, *, axes: Axes | np.ndarray | None = None,
+                     show_points: bool = True, title: str | None = None) -> np.ndarray:
+    """Draw the bifurcation diagram along a path of the embedding space.
 
     Top panel: every fixed point found at each position ``t`` of the path, as its
     coordinate on the first principal component of all of them, coloured by stability.
@@ -111,10 +126,12 @@ def plot_bifurcation(path_result, *, axes=None, show_points=True, title=None):
     show_points : bool, default=True
         Draw the top panel (ignored when a single Axes is given).
     title : str, default=None
+        Title of the figure's first panel.
 
     Returns
     -------
     axes : ndarray of matplotlib Axes
+        The panels drawn on.
     """
     plt = _plt()
     res = path_result
@@ -159,9 +176,10 @@ def plot_bifurcation(path_result, *, axes=None, show_points=True, title=None):
     return axes
 
 
-def plot_stability_map(grid_result, embeddings=None, labels=None, *, ax=None, cmap="viridis",
-                       title=None):
-    """The embedding space coloured by the number of stable fixed points.
+def plot_stability_map(grid_result: Bunch, embeddings: np.ndarray | None = None,
+                       labels: np.ndarray | None = None, *, ax: Axes | None = None,
+                       cmap: str = "viridis", title: str | None = None) -> Axes:
+    """Draw the embedding space coloured by the number of stable fixed points.
 
     Parameters
     ----------
@@ -172,12 +190,16 @@ def plot_stability_map(grid_result, embeddings=None, labels=None, *, ax=None, cm
     labels : array-like of shape (n_models,), default=None
         A label per model (e.g. its number of bits): one marker group per label.
     ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure by default.
     cmap : str, default='viridis'
+        Colour map of the counts.
     title : str, default=None
+        Title of the axes.
 
     Returns
     -------
     ax : matplotlib Axes
+        The axes drawn on.
     """
     plt = _plt()
     res = grid_result

@@ -6,10 +6,16 @@ Bunch or dict are per-model columns, how a column name or array is resolved, whi
 columns are coloured by category and which on a continuous scale, and the palette.
 """
 
+from __future__ import annotations
+
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["plot_embedding", "plot_training_curves"]
 
@@ -148,8 +154,11 @@ def _format(value):
     return str(value)
 
 
-def plot_embedding(embeddings, *, color_by=None, marker_by=None, labels=None, data=None,
-                   ax=None, title="DYNAMO model embedding", dims=(0, 1)):
+def plot_embedding(embeddings: np.ndarray, *, color_by: str | Sequence | None = None,
+                   marker_by: str | Sequence | None = None,
+                   labels: str | Sequence | None = None, data: Any = None,
+                   ax: Axes | None = None, title: str = "DYNAMO model embedding",
+                   dims: tuple[int, int] = (0, 1)) -> Axes:
     """Scatter the model embeddings, coloured by one label and marked by another.
 
     For a map to explore in a browser (hover, zoom, colour switch), see
@@ -158,6 +167,7 @@ def plot_embedding(embeddings, *, color_by=None, marker_by=None, labels=None, da
     Parameters
     ----------
     embeddings : array-like of shape (n_models, n_components)
+        One point per model (``DynamoEmbedder.embeddings_`` or ``transform``'s output).
     color_by : str or array-like of shape (n_models,), default=None
         Label per model for the colour (e.g. task), or the name of a column of ``data``.
         Numbers with more than 10 distinct values (a score) get a continuous colour scale
@@ -170,13 +180,16 @@ def plot_embedding(embeddings, *, color_by=None, marker_by=None, labels=None, da
         Per-model columns that ``color_by``, ``marker_by`` and ``labels`` can name, e.g. a
         population from :mod:`skdynamo.datasets` (``color_by="task"``).
     ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure by default.
     title : str, default='DYNAMO model embedding'
+        Title of the axes.
     dims : tuple of two ints, default=(0, 1)
         Embedding dimensions to show.
 
     Returns
     -------
     ax : matplotlib Axes
+        The axes drawn on.
 
     Examples
     --------
@@ -234,8 +247,21 @@ def plot_embedding(embeddings, *, color_by=None, marker_by=None, labels=None, da
     return ax
 
 
-def plot_training_curves(history, *, ax=None):
-    """Training and validation loss per epoch from ``DynamoEmbedder.history_``."""
+def plot_training_curves(history: Any, *, ax: Axes | None = None) -> Axes:
+    """Plot the training and held-out loss per epoch of a fit.
+
+    Parameters
+    ----------
+    history : skorch History
+        ``DynamoEmbedder.history_``.
+    ax : matplotlib Axes, default=None
+        Axes to draw on; a new figure by default.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        The axes drawn on.
+    """
     plt = _pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))

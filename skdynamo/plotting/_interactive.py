@@ -1,7 +1,11 @@
 """An embedding map to explore in a browser: one self-contained HTML file (plotly, optional
 dependency: ``pip install 'skdynamo[interactive]'``)."""
 
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,9 +59,12 @@ def _escape(text):
             .replace("%{", "%\u200b{"))
 
 
-def plot_embedding_html(embeddings=None, path=None, *, data=None, embedder=None, color_by=None,
-                        color_options=None, dims=(0, 1), title=None,
-                        marker_size=7, height=650):
+def plot_embedding_html(embeddings: np.ndarray | None = None,
+                        path: str | os.PathLike | None = None, *, data: Any = None,
+                        embedder: Any = None, color_by: str | Sequence | None = None,
+                        color_options: Sequence[str] | None = None,
+                        dims: tuple[int, int] = (0, 1), title: str | None = None,
+                        marker_size: float = 7, height: int = 650) -> Any:
     """The embedding map as one self-contained HTML page to explore in a browser.
 
     Every model is a point (WebGL, so thousands of points stay fluid); hovering shows its
@@ -92,12 +99,14 @@ def plot_embedding_html(embeddings=None, path=None, *, data=None, embedder=None,
     title : str, default=None
         Defaults to 'DYNAMO model embedding (N models)'.
     marker_size : float, default=7
+        Diameter of the points, in pixels.
     height : int, default=650
         Height in pixels; the width follows the browser window.
 
     Returns
     -------
     fig : plotly.graph_objects.Figure
+        The figure (also written to ``path`` when given).
 
     See Also
     --------

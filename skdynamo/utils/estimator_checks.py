@@ -24,6 +24,8 @@ Every sklearn check known to fail on one of our estimators is listed, with its r
 ``parametrize_with_checks(..., expected_failed_checks=...)`` takes.
 """
 
+from __future__ import annotations
+
 import copy
 import pickle
 from collections.abc import Callable, Sequence
@@ -37,6 +39,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks as _ec
 from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
+
+from .._docstrings import share_parameters
 
 __all__ = [
     "EXPECTED_FAILED_CHECKS",
@@ -86,7 +90,28 @@ EXPECTED_FAILED_CHECKS = {
 
 
 def expected_failed_checks(estimator: Any) -> dict[str, str]:
-    """``{check name: reason}`` of the sklearn checks expected to fail on ``estimator``."""
+    """Return the scikit-learn checks expected to fail on ``estimator``, with reasons.
+
+    Pass it as ``expected_failed_checks`` of
+    :func:`sklearn.utils.estimator_checks.parametrize_with_checks`.
+
+    Parameters
+    ----------
+    estimator : estimator instance
+        One of skdynamo's estimators (others have no expected failures).
+
+    Returns
+    -------
+    dict of str to str
+        ``{check name: reason}``; empty for other estimators.
+
+    Examples
+    --------
+    >>> from skdynamo import DynamoEmbedder
+    >>> from skdynamo.utils.estimator_checks import expected_failed_checks
+    >>> all(isinstance(r, str) and r for r in expected_failed_checks(DynamoEmbedder()).values())
+    True
+    """
     return dict(EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {}))
 
 
@@ -158,22 +183,43 @@ def _fit(est, X, y):
 
 
 # ---------------------------------------------------------------------------- checks
-def check_fit_returns_self(estimator, X, y=None):
-    """``fit`` returns the estimator itself."""
+def check_fit_returns_self(estimator: Any, X: Any, y: Any = None) -> None:
+    """``fit`` returns the estimator itself.
+
+    Parameters
+    ----------
+    {estimator}
+    {X}
+    {y}
+    """
     est = _with_seed(estimator)
     assert _fit(est, X, y) is est, "fit must return self"
 
 
-def check_params_unchanged_by_fit(estimator, X, y=None):
-    """``get_params()`` hashes the same before and after ``fit`` (joblib.hash)."""
+def check_params_unchanged_by_fit(estimator: Any, X: Any, y: Any = None) -> None:
+    """``get_params()`` hashes the same before and after ``fit`` (joblib.hash).
+
+    Parameters
+    ----------
+    {estimator}
+    {X}
+    {y}
+    """
     est = _with_seed(estimator)
     before = joblib.hash(est.get_params())
     _fit(est, X, y)
     assert joblib.hash(est.get_params()) == before, "fit changed a constructor parameter"
 
 
-def check_models_unchanged_by_fit(estimator, X, y=None):
-    """The caller's networks (``X``, or ``population``) keep weights, flags, device, hooks."""
+def check_models_unchanged_by_fit(estimator: Any, X: Any, y: Any = None) -> None:
+    """The caller's networks (``X``, or ``population``) keep weights, flags, device, hooks.
+
+    Parameters
+    ----------
+    {estimator}
+    {X}
+    {y}
+    """
     est = _with_seed(estimator)
     models = X if _is_model_list(X) else est.get_params(deep=False).get("population")
     if models is None:
@@ -193,16 +239,31 @@ def check_models_unchanged_by_fit(estimator, X, y=None):
             assert b[key] == a[key], f"model {i}: {key} changed"
 
 
-def check_same_random_state_same_output(estimator, X, y=None):
-    """Two fits with the same ``random_state`` give identical fitted arrays and outputs."""
+def check_same_random_state_same_output(estimator: Any, X: Any, y: Any = None) -> None:
+    """Two fits with the same ``random_state`` give identical fitted arrays and outputs.
+
+    Parameters
+    ----------
+    {estimator}
+    {X}
+    {y}
+    """
     est1 = _fit(_with_seed(estimator), X, y)
     est2 = _fit(_with_seed(estimator), X, y)
     _assert_outputs_equal(_outputs(est1, X), _outputs(est2, X), "same random_state")
 
 
-def check_transform_shape(estimator, X, y=None):
-    """``transform`` returns a finite float array ``(len(X), n_components)``; a subset
-    in another order gives the corresponding rows."""
+def check_transform_shape(estimator: Any, X: Any, y: Any = None) -> None:
+    """``transform`` returns a finite float array ``(len(X), n_components)``.
+
+    A subset in another order gives the corresponding rows.
+
+    Parameters
+    ----------
+    {estimator}
+    {X}
+    {y}
+    """
     if not hasattr(estimator, "transform"):
         return
     est = _fit(_with_seed(estimator), X, y)
@@ -219,8 +280,15 @@ def check_transform_shape(estimator, X, y=None):
                                err_msg="transform depends on the other models in X")
 
 
-def check_not_fitted_before_fit(estimator, X, y=None):
-    """Every method that needs a fit raises ``NotFittedError`` before it."""
+def check_not_fitted_before_fit(estimator: Any, X: Any, y: Any = None) -> None:
+    """Every method that needs a fit raises ``NotFittedError`` before it.
+
+    Parameters
+    ----------
+    {estimator}
+    {X}
+    {y}
+    """
     est = clone(estimator)
     for method in ("transform", "predict", "predict_proba", "score"):
         if not hasattr(est, method):
@@ -233,16 +301,30 @@ def check_not_fitted_before_fit(estimator, X, y=None):
         raise AssertionError(f"{method} before fit did not raise NotFittedError")
 
 
-def check_pickle_round_trip(estimator, X, y=None):
-    """A fitted estimator survives pickle (same fitted arrays, same outputs)."""
+def check_pickle_round_trip(estimator: Any, X: Any, y: Any = None) -> None:
+    """A fitted estimator survives pickle (same fitted arrays, same outputs).
+
+    Parameters
+    ----------
+    {estimator}
+    {X}
+    {y}
+    """
     est = _fit(_with_seed(estimator), X, y)
     before = _outputs(est, X)
     est2 = pickle.loads(pickle.dumps(est))
     _assert_outputs_equal(before, _outputs(est2, X), "pickle round-trip")
 
 
-def check_clone_of_fitted_is_unfitted(estimator, X, y=None):
-    """``clone`` of a fitted estimator has the same parameters and is not fitted."""
+def check_clone_of_fitted_is_unfitted(estimator: Any, X: Any, y: Any = None) -> None:
+    """``clone`` of a fitted estimator has the same parameters and is not fitted.
+
+    Parameters
+    ----------
+    {estimator}
+    {X}
+    {y}
+    """
     est = _fit(_with_seed(estimator), X, y)
     c = clone(est)
     assert joblib.hash(c.get_params()) == joblib.hash(est.get_params())
@@ -253,8 +335,15 @@ def check_clone_of_fitted_is_unfitted(estimator, X, y=None):
     raise AssertionError("clone of a fitted estimator is fitted")
 
 
-def check_score_without_y(estimator, X, y=None):
-    """Unsupervised ``score(X)`` and ``score(X, None)`` give the same finite float."""
+def check_score_without_y(estimator: Any, X: Any, y: Any = None) -> None:
+    """Unsupervised ``score(X)`` and ``score(X, None)`` give the same finite float.
+
+    Parameters
+    ----------
+    {estimator}
+    {X}
+    {y}
+    """
     if not hasattr(estimator, "score") or get_tags(estimator).target_tags.required:
         return
     est = _fit(_with_seed(estimator), X, y)
@@ -278,19 +367,32 @@ MODEL_CHECKS = (
 
 def check_model_estimator(estimator: Any, X: Any, y: Any = None, *,
                           checks: Sequence[Callable] = MODEL_CHECKS) -> None:
-    """Run the checks on ``estimator`` with data ``X`` (a small list of models, or data
-    for an estimator that takes data); raises ``AssertionError`` naming the first failure.
+    """Run skdynamo's data-dependent estimator checks on ``estimator`` with data ``X``.
+
+    ``X`` is a small list of models, or data for an estimator that takes data.
 
     Parameters
     ----------
     estimator : estimator instance
         Unfitted; small settings keep this fast.
     X : sequence of torch.nn.Module, or array-like
+        What ``fit`` takes.
     y : array-like, default=None
+        Targets, for an estimator that takes them.
     checks : sequence of callables, default=MODEL_CHECKS
+        The checks, each ``check(estimator, X, y)``.
+
+    Raises
+    ------
+    AssertionError
+        Naming the first check that fails.
     """
     for check in checks:
         try:
             check(estimator, X, y)
         except AssertionError as exc:
             raise AssertionError(f"{check.__name__} failed for {estimator!r}: {exc}") from exc
+
+
+for _check in MODEL_CHECKS:
+    share_parameters(_check, check_model_estimator)

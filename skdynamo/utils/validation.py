@@ -1,5 +1,9 @@
 """Input validation shared by every skdynamo estimator."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -9,11 +13,38 @@ from .._recording import Trajectories
 __all__ = ["as_probe_array", "check_models", "check_probe_inputs"]
 
 
-def check_models(X, *, name="X"):
+def check_models(X: Any, *, name: str = "X") -> list:
     """Validate a population: a non-empty sequence of ``nn.Module``/``Trajectories``.
 
-    Returns a list. A lone module is rejected explicitly (an ``nn.Sequential`` has a
-    length, and would otherwise be read as a population of its layers).
+    A lone module is rejected explicitly (an ``nn.Sequential`` has a length, and would
+    otherwise be read as a population of its layers).
+
+    Parameters
+    ----------
+    X : sequence of torch.nn.Module or Trajectories
+        The population.
+    name : str, default='X'
+        The argument's name in error messages.
+
+    Returns
+    -------
+    list
+        The models, in order.
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is a single model, not a sequence, a numeric array, or holds anything
+        but modules and trajectories.
+    ValueError
+        If ``X`` is empty or a model's parameters are on the ``'meta'`` device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skdynamo.utils.validation import check_models
+    >>> len(check_models((torch.nn.GRU(3, 8), torch.nn.GRU(3, 4))))
+    2
     """
     if isinstance(X, (nn.Module, Trajectories)):
         raise TypeError(f"{name} must be a sequence of models (one sample per model), got a "
@@ -39,10 +70,30 @@ def check_models(X, *, name="X"):
     return models
 
 
-def as_probe_array(probe_inputs):
-    """A float32 *copy* of the probes: the estimator keeps it, so later edits of the
-    caller's array cannot change a fit. Tensors (also ones that require grad or live on
-    a GPU) are detached and moved to the CPU; ragged lists get a clear error."""
+def as_probe_array(probe_inputs: Any) -> np.ndarray:
+    """Return a float32 *copy* of the probes.
+
+    The estimator keeps it, so later edits of the caller's array cannot change a fit.
+    Tensors (also ones that require grad or live on a GPU) are detached and moved to the
+    CPU; ragged lists get a clear error.
+
+    Parameters
+    ----------
+    probe_inputs : array-like or torch.Tensor
+        Sequences or images.
+
+    Returns
+    -------
+    ndarray
+        The copy, float32.
+
+    Raises
+    ------
+    ValueError
+        If ``probe_inputs`` is a list of arrays of different shapes.
+    TypeError
+        If it is not numeric.
+    """
     if isinstance(probe_inputs, torch.Tensor):
         probe_inputs = probe_inputs.detach().cpu().numpy()
     elif isinstance(probe_inputs, (list, tuple)):
@@ -62,14 +113,28 @@ def as_probe_array(probe_inputs):
                         f"{type(probe_inputs).__name__}.") from exc
 
 
-def check_probe_inputs(probe_inputs, models, *, kind=None):
-    """Validate probe inputs against the models; returns a float32 array.
+def check_probe_inputs(probe_inputs: Any, models: list, *, kind: str | None = None
+                       ) -> np.ndarray:
+    """Validate probe inputs against the models.
 
-    ``kind`` names the model family (``'rnn'``: sequences ``(n_probes, n_timesteps,
-    n_features)`` whose width matches each model's; ``'cnn'``: images ``(n_probes,
-    channels, height, width)`` whose channels match each model's first ``nn.Conv2d``);
-    ``None`` picks the family of the probes' rank. The family checks
-    (:meth:`skdynamo.families.ModelFamily.check_probes`).
+    The family checks (:meth:`skdynamo.families.ModelFamily.check_probes`).
+
+    Parameters
+    ----------
+    probe_inputs : array-like
+        Sequences ``(n_probes, n_timesteps, n_features)`` or images ``(n_probes, channels,
+        height, width)``.
+    models : list of torch.nn.Module or Trajectories
+        The models the probes are for.
+    kind : str, default=None
+        The model family: ``'rnn'`` (sequences whose width matches each model's),
+        ``'cnn'`` (images whose channels match each model's first ``nn.Conv2d``); None
+        picks the family of the probes' rank.
+
+    Returns
+    -------
+    ndarray
+        The probes, float32.
     """
     from ..families import FAMILIES, family_for_probes
     family = family_for_probes(probe_inputs) if kind is None else FAMILIES[kind]

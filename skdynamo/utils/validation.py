@@ -68,9 +68,10 @@ def check_probe_inputs(probe_inputs, models, *, kind=None):
     ``kind`` names the model family (``'rnn'``: sequences ``(n_probes, n_timesteps,
     n_features)`` whose width matches each model's; ``'cnn'``: images ``(n_probes,
     channels, height, width)`` whose channels match each model's first ``nn.Conv2d``);
-    ``None`` picks the family of the probes' rank. The family checks
+    ``None`` picks the family of the probes' rank (the Transformer family for sequences
+    when a model is a Transformer). The family checks
     (:meth:`skdynamo.families.ModelFamily.check_probes`).
     """
     from ..families import FAMILIES, family_for_probes
-    family = family_for_probes(probe_inputs) if kind is None else FAMILIES[kind]
+    family = family_for_probes(probe_inputs, models) if kind is None else FAMILIES[kind]
     return family().check_probes(probe_inputs, models)

@@ -102,17 +102,23 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         by each model's output variance. ``'auto'``: ``'kl'`` for image classifiers
         (CNNs) with two or more outputs, ``'mse'`` for sequences and for single-output
         models (a sigmoid binary classifier is emulated on its logit).
-    meta_model : {'auto', 'rnn', 'cnn'}, default='auto'
+    meta_model : {'auto', 'rnn', 'transformer', 'cnn'}, default='auto'
         The conditioned meta-model. ``'rnn'``: a recurrent network
-        (:class:`skdynamo.nn.ConditionedRNN`), time steps as time. ``'cnn'``: a
+        (:class:`skdynamo.nn.ConditionedRNN`), time steps as time; ``'transformer'``: the
+        same meta-model for causal Transformers (and RNNs beside them), tokens as time,
+        each block's residual stream as hidden state (chosen by ``'auto'`` or ``'rnn'``
+        when a member holds ``nn.TransformerEncoderLayer`` blocks). ``'cnn'``: a
         convolutional network modulated by FiLM (:class:`skdynamo.nn.ConditionedCNN`),
         the recorded layers as time, one map per model and layer. ``'auto'``: ``'cnn'``
         when the probe inputs are images (rank 4) or, with ``probe_inputs=None``, when
-        the models are convolutional; ``'rnn'`` otherwise.
+        the models are convolutional; ``'transformer'`` when a sequence model is a
+        Transformer; ``'rnn'`` otherwise.
     layers : 'auto', str, nn.Module type or list of those, default='auto'
-        CNNs only: layers recorded (:func:`skdynamo.cnn_layers`). ``'auto'``: each conv
-        block's output and the penultimate features. Members of different depths are
-        aligned by relative depth (:func:`skdynamo.align_depths`).
+        CNNs and Transformers: layers recorded. CNNs (:func:`skdynamo.cnn_layers`):
+        ``'auto'`` is each conv block's output and the penultimate features; members of
+        different depths are aligned by relative depth (:func:`skdynamo.align_depths`).
+        Transformers: the blocks whose output is the residual stream; ``'auto'`` is
+        every ``nn.TransformerEncoderLayer``.
     spatial : 'pool', int or (int, int), default='pool'
         CNNs only: each layer's feature maps averaged over space, or over a small grid.
     max_epochs : int, default=200

@@ -20,10 +20,12 @@ SEQ, IMG = np.zeros((4, 5, 3)), np.zeros((4, 1, 8, 8))
 
 
 def test_every_family_implements_the_protocol():
-    assert DEFAULT_FAMILY is RecurrentFamily and list(FAMILIES) == ["cnn", "rnn"]
+    assert DEFAULT_FAMILY is RecurrentFamily
+    assert list(FAMILIES) == ["cnn", "transformer", "rnn"]
     for name, family in FAMILIES.items():
         assert issubclass(family, ModelFamily) and family.name == name
-        assert family.meta_class.kind == name
+        # a family extending another (transformer -> rnn) shares its meta-model
+        assert FAMILIES[family.meta_class.kind].meta_class is family.meta_class
         assert not getattr(family, "__abstractmethods__", None)
         assert family.standalone_class in (StandaloneRNN, StandaloneCNN)
     with pytest.raises(TypeError):

@@ -83,7 +83,7 @@ def cka_distances(models: Sequence, probe_inputs: np.ndarray) -> np.ndarray:
         Symmetric, zero diagonal, values in [0, 1].
     """
     models = check_models(models, name="models")
-    family = family_for_probes(probe_inputs)()
+    family = family_for_probes(probe_inputs, models)()
     probes = family.check_probes(probe_inputs, models)
     reps = [_representation(i, m, probes, family) for i, m in enumerate(models)]
     n = len(reps)

@@ -11,12 +11,15 @@ from ._hidden_zoo import make_hidden_head_population
 from ._tasks import (PULSE_TASKS, make_delay, make_flipflop, make_integration,
                      make_leaky_integration, make_pulses, make_random_probes,
                      make_sine_generation, make_task)
+from ._transformer_zoo import (CausalTransformer, make_transformer_population,
+                               train_causal_transformer)
 from ._zoo import (RecurrentNetwork, get_data_home, make_rnn_population, permute_hidden_units,
                    train_recurrent_network)
 
 __all__ = [
     "CNN_VARIANTS",
     "COGNITIVE_TASKS",
+    "CausalTransformer",
     "ConvNetwork",
     "PULSE_TASKS",
     "RecurrentNetwork",
@@ -41,8 +44,10 @@ __all__ = [
     "make_sequence_classification",
     "make_sine_generation",
     "make_task",
+    "make_transformer_population",
     "permute_hidden_units",
     "response_period",
+    "train_causal_transformer",
     "train_conv_network",
     "train_recurrent_network",
     "train_sequence_classifier",

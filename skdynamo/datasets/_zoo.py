@@ -104,6 +104,17 @@ def train_recurrent_network(task: str, cell: str = "gru", hidden_size: int = 32,
     score : float
         R^2 of its outputs on 512 held-out sequences.
     """
+    return train_on_pulse_task(
+        lambda: RecurrentNetwork(n_channels, n_channels, hidden_size, cell), task,
+        n_steps=n_steps, batch_size=batch_size, n_timesteps=n_timesteps, n_channels=n_channels,
+        lr=lr, task_params=task_params, random_state=random_state)
+
+
+def train_on_pulse_task(build, task, *, n_steps, batch_size, n_timesteps, n_channels, lr,
+                        task_params, random_state):
+    """Train ``build()`` (a sequence-to-sequence module) on a pulse task by MSE with fresh
+    data every step (:func:`train_loop`); returns the model and its held-out R^2 on 512
+    sequences."""
     task_params = dict(task_params or {})
 
     def batch_loss(model, rng):
@@ -111,9 +122,8 @@ def train_recurrent_network(task: str, cell: str = "gru", hidden_size: int = 32,
                          **task_params)
         return nn.functional.mse_loss(model(torch.from_numpy(x)), torch.from_numpy(y))
 
-    model, seed = train_loop(lambda: RecurrentNetwork(n_channels, n_channels, hidden_size, cell),
-                             batch_loss, check_random_state(random_state), n_steps=n_steps,
-                             lr=lr)
+    model, seed = train_loop(build, batch_loss, check_random_state(random_state),
+                             n_steps=n_steps, lr=lr)
     x, y = make_task(task, 512, n_timesteps, n_channels, random_state=held_out_seed(seed),
                      **task_params)
     with torch.no_grad():
@@ -212,15 +222,40 @@ def make_rnn_population(tasks: Sequence[str] = ("flipflop", "integration", "dela
         label=lambda s, r: f"{s['task']}/{s['cell']}/seed {s['seed']}: R2={r['score']:.3f}",
         max_retries=max_retries, data_home=data_home, download_if_missing=download_if_missing,
         n_jobs=n_jobs, verbose=verbose)
-    rng = check_random_state(random_state)
-    per_task = [make_task(t, n_probes // len(tasks) + 1, n_timesteps, n_channels,
-                          random_state=rng, **task_params.get(t, {}))[0] for t in tasks]
-    probes = np.concatenate(per_task)[rng.permutation(sum(len(p) for p in per_task))[:n_probes]]
-    pop.update(probe_inputs=probes.astype(np.float32), DESCR=(
+    probes = pulse_probes(tasks, task_params, n_probes, n_timesteps, n_channels, random_state)
+    pop.update(probe_inputs=probes, DESCR=(
         f"{len(specs)} recurrent networks: tasks={tasks}, cells={cells}, "
         f"hidden_sizes={hidden_sizes}, seeds={seed_offset}..{seed_offset + n_seeds - 1}, "
         f"{n_channels}-channel pulse interface, {n_timesteps} steps."))
     return pop
+
+
+def pulse_probes(tasks: Sequence[str], task_params: dict, n_probes: int, n_timesteps: int,
+                 n_channels: int, random_state: int | np.random.RandomState | None
+                 ) -> np.ndarray:
+    """Return a seeded mix of every task's inputs: the probes of the pulse-task zoos.
+
+    Parameters
+    ----------
+    tasks : sequence of str
+        Task names (:func:`make_task`).
+    task_params : dict
+        Extra keyword arguments per task name.
+    n_probes, n_timesteps, n_channels : int
+        Number, length and width of the probe sequences.
+    random_state : int, RandomState instance or None
+        Seed of the probes.
+
+    Returns
+    -------
+    ndarray of shape (n_probes, n_timesteps, n_channels)
+        float32 probes.
+    """
+    rng = check_random_state(random_state)
+    per_task = [make_task(t, n_probes // len(tasks) + 1, n_timesteps, n_channels,
+                          random_state=rng, **task_params.get(t, {}))[0] for t in tasks]
+    probes = np.concatenate(per_task)[rng.permutation(sum(len(p) for p in per_task))[:n_probes]]
+    return probes.astype(np.float32)
 
 
 def permute_hidden_units(model: RecurrentNetwork, *, flip_signs: bool | None = None,

@@ -2,7 +2,9 @@
 
 ``FAMILIES`` lists them by the name ``DynamoEmbedder(meta_model=...)`` takes, the default
 (recurrent) family last. To add a family, write one module with a :class:`ModelFamily`
-subclass and add it here; no estimator changes.
+subclass and add it here; no estimator changes. A family may extend another (the
+Transformer family extends the recurrent one, whose members it also records): a
+population resolves to the most specific family that claims one of its members.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from ..utils.validation import as_probe_array
 from ._base import ModelFamily
 from ._convolutional import ConvolutionalFamily
 from ._recurrent import RecurrentFamily
+from ._transformer import TransformerFamily
 
-__all__ = ["ModelFamily", "RecurrentFamily", "ConvolutionalFamily", "FAMILIES",
-           "DEFAULT_FAMILY", "resolve_family", "family_for_probes", "family_of"]
+__all__ = ["ModelFamily", "RecurrentFamily", "ConvolutionalFamily", "TransformerFamily",
+           "FAMILIES", "DEFAULT_FAMILY", "resolve_family", "refine_family", "family_for_probes", "family_of"]
 
 #: Families by name, in the order membership is tried; the default family last.
-FAMILIES = {cls.name: cls for cls in (ConvolutionalFamily, RecurrentFamily)}
+FAMILIES = {cls.name: cls for cls in (ConvolutionalFamily, TransformerFamily, RecurrentFamily)}
 #: The family of populations no other family claims (and of plain Trajectories).
 DEFAULT_FAMILY = RecurrentFamily
 
@@ -29,7 +32,9 @@ def resolve_family(meta_model: str, probe_inputs: Any, models: list) -> type[Mod
     """Return the family class of a population: ``meta_model``, else the probes' rank.
 
     With ``probe_inputs=None`` the first family that claims a member wins. Given probes
-    choose the family of their rank; a member of another family is an error.
+    choose the family of their rank; a member of another family is an error. The family
+    found is then narrowed to the most specific family extending it that claims a member
+    (:func:`refine_family`): RNNs beside Transformers resolve to the Transformer family.
 
     Parameters
     ----------
@@ -51,39 +56,69 @@ def resolve_family(meta_model: str, probe_inputs: Any, models: list) -> type[Mod
         If a member belongs to another family than the probes'.
     """
     if meta_model != "auto":
-        return FAMILIES[meta_model]
+        return refine_family(FAMILIES[meta_model], models)
     if probe_inputs is None:
-        return next((f for f in FAMILIES.values()
-                     if f is not DEFAULT_FAMILY and any(f.is_member(m) for m in models)),
-                    DEFAULT_FAMILY)
+        return refine_family(next((f for f in FAMILIES.values() if f is not DEFAULT_FAMILY
+                                   and _claims(f, models)), DEFAULT_FAMILY), models)
     shape = as_probe_array(probe_inputs).shape
-    family = family_for_probes(probe_inputs)
+    family = family_for_probes(probe_inputs, models)
     for i, m in enumerate(models):
         for other in FAMILIES.values():
-            if other is not family and isinstance(m, nn.Module) and other.is_member(m):
+            if not issubclass(family, other) and isinstance(m, nn.Module) and other.is_member(m):
                 raise ValueError(other.probe_mismatch(i, m, shape))
     return family
 
 
-def family_for_probes(probe_inputs: Any) -> type[ModelFamily]:
+def _claims(family: type[ModelFamily], models: list) -> bool:
+    return any(family.is_member(m) for m in models)
+
+
+def refine_family(family: type[ModelFamily], models: list) -> type[ModelFamily]:
+    """Return the first family of ``FAMILIES`` extending ``family`` that claims a member.
+
+    Parameters
+    ----------
+    family : type
+        A subclass of :class:`ModelFamily`.
+    models : list of torch.nn.Module or Trajectories
+        The population.
+
+    Returns
+    -------
+    type
+        The most specific registered subclass of ``family`` that claims one of
+        ``models``, else ``family`` itself.
+    """
+    return next((f for f in FAMILIES.values() if f is not family and issubclass(f, family)
+                 and _claims(f, models)), family)
+
+
+def family_for_probes(probe_inputs: Any, models: list | tuple = ()) -> type[ModelFamily]:
     """Return the family class whose probes have the rank of ``probe_inputs``.
 
     Parameters
     ----------
     probe_inputs : array-like
         The probes.
+    models : list of torch.nn.Module or Trajectories, default=()
+        The population; the family found is narrowed by it (:func:`refine_family`).
 
     Returns
     -------
     type
-        The family of that rank, else ``DEFAULT_FAMILY``.
+        The family of that rank (else ``DEFAULT_FAMILY``), narrowed by ``models``.
     """
     rank = len(as_probe_array(probe_inputs).shape)
-    return next((f for f in FAMILIES.values() if f.probe_rank == rank), DEFAULT_FAMILY)
+    base = next((f for f in FAMILIES.values() if f.probe_rank == rank
+                 and f.__base__ is ModelFamily), DEFAULT_FAMILY)
+    return refine_family(base, models)
 
 
 def family_of(meta: nn.Module) -> ModelFamily:
     """Return a family object for a trained meta-model (chosen by its class).
+
+    The most general family whose meta-model it is (recurrent rather than Transformer for
+    a ``ConditionedRNN``: baking is shared).
 
     Parameters
     ----------
@@ -101,8 +136,7 @@ def family_of(meta: nn.Module) -> ModelFamily:
         If no family's ``meta_class`` matches.
     """
     for family in FAMILIES.values():
-        if isinstance(meta, family.meta_class):
+        if isinstance(meta, family.meta_class) and family.__base__ is ModelFamily:
             return family()
     raise TypeError(f"{type(meta).__name__} is not the meta-model of a known family "
                     f"({', '.join(FAMILIES)}).")
-

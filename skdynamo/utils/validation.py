@@ -129,7 +129,8 @@ def check_probe_inputs(probe_inputs: Any, models: list, *, kind: str | None = No
     kind : str, default=None
         The model family: ``'rnn'`` (sequences whose width matches each model's),
         ``'cnn'`` (images whose channels match each model's first ``nn.Conv2d``); None
-        picks the family of the probes' rank.
+        picks the family of the probes' rank (the Transformer family for sequences
+        when a model is a Transformer).
 
     Returns
     -------
@@ -137,5 +138,5 @@ def check_probe_inputs(probe_inputs: Any, models: list, *, kind: str | None = No
         The probes, float32.
     """
     from ..families import FAMILIES, family_for_probes
-    family = family_for_probes(probe_inputs) if kind is None else FAMILIES[kind]
+    family = family_for_probes(probe_inputs, models) if kind is None else FAMILIES[kind]
     return family().check_probes(probe_inputs, models)

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["StandaloneRNN", "StandaloneCNN", "bake"]
+from .nn import CELLS as _CELLS  # the one table of cell types
 
-_CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+__all__ = ["StandaloneRNN", "StandaloneCNN", "bake"]
 
 
 class StandaloneRNN(nn.Module):

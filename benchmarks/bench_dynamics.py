@@ -96,7 +96,8 @@ def bench_slow(results):
                            n_sim_5000=sim.n_attractors, n_unsettled_5000=sim.n_unsettled)
 
 
-def bench_meta(pop, x_check, results, out, max_epochs, n_components, hidden_size, seed=0):
+def bench_meta(pop, x_check, results, out, max_epochs, n_components, hidden_size, seed=0,
+               sim_steps=3000):
     from skdynamo import DynamoEmbedder
 
     print("\n== meta-model: fixed points at each model's embedding ==")
@@ -117,7 +118,8 @@ def bench_meta(pop, x_check, results, out, max_epochs, n_components, hidden_size
         t0 = time.perf_counter()
         fp = find_fixed_points(net, x_check, n_initial=256, random_state=0)
         times.append(time.perf_counter() - t0)
-        sim = simulate_settled_states(net, x_check, n_initial=256, n_steps=3000, random_state=1)
+        sim = simulate_settled_states(net, x_check, n_initial=256, n_steps=sim_steps,
+                                      random_state=1)
         rows.append(dict(n_bits=int(pop.n_bits[i]), cell=str(pop.cell[i]),
                          base=int(base_counts[i]), meta=fp.n_stable, meta_sim=sim.n_attractors,
                          meta_unsettled=sim.n_unsettled, meta_slow=fp.n_slow))
@@ -241,6 +243,8 @@ def main():
     parser.add_argument("--n-components", type=int, default=2)
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0, help="random_state of the embedder")
+    parser.add_argument("--sim-steps", type=int, default=3000,
+                        help="autonomous steps of the meta-model's simulation check (--part meta)")
     parser.add_argument("--json", default=None, help="write the figures measured here")
     args = parser.parse_args()
     results = {}
@@ -253,7 +257,7 @@ def main():
         bench_slow(results)
     if args.part in ("meta", "all"):
         bench_meta(pop, x_check, results, args.out, args.max_epochs, args.n_components,
-                   args.hidden_size, args.seed)
+                   args.hidden_size, args.seed, args.sim_steps)
     if args.part in ("heldout", "all"):
         bench_heldout(pop, x_check, results, args.max_epochs, args.n_components,
                       args.hidden_size, args.seed)

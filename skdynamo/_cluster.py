@@ -121,15 +121,17 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         self.space = space
         self.random_state = random_state
 
+    def _check_space(self, embedder):
+        if self.space == "behaviour" and not hasattr(embedder, "behaviour"):
+            raise TypeError(f"space='behaviour' needs an embedder with a behaviour() method "
+                            f"(a DynamoEmbedder); {type(embedder).__name__} has none. Use "
+                            "space='embedding' to cluster its embeddings.")
+
     def _features(self, embedder, Z, pca=None):
         """What the clusterer sees of embeddings ``Z`` (see ``space``), and the PCA that
         reduces behaviour features (fitted here when ``pca`` is None)."""
         if self.space == "embedding":
             return Z, None
-        if not hasattr(embedder, "behaviour"):
-            raise TypeError(f"space='behaviour' needs an embedder with a behaviour() method "
-                            f"(a DynamoEmbedder); {type(embedder).__name__} has none. Use "
-                            "space='embedding' to cluster its embeddings.")
         return reduce_behaviour(np.asarray(embedder.behaviour(Z), dtype=np.float64), pca)
 
     def _make_clusterer(self, seed):
@@ -205,6 +207,7 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(_MAX_SEED))
         embedder = resolve_embedder(self.embedder, seed)
+        self._check_space(embedder)  # before any training
         Z = embed_population(embedder, models)
         features, pca = self._features(embedder, Z)
         clusterer, labels, scores = self._fit_clusterer(features, seed)

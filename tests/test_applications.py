@@ -156,6 +156,9 @@ def test_cluster_space(models, embedder, probes):
     out = OutputSpaceEmbedding(probes, n_components=2, random_state=0)
     with pytest.raises(TypeError, match="space='behaviour'"):
         DynamoCluster(out, n_clusters=2).fit(models)
+    # refused before the (expensive) embedder fit: a fresh DynamoEmbedder would train
+    with pytest.raises(TypeError, match="space='behaviour'"):
+        DynamoCluster(FrozenEstimator(out.fit(models)), n_clusters=2).fit(models)
     labels = DynamoCluster(out, n_clusters=2, space="embedding").fit_predict(models)
     assert labels.shape == (6,)
     with pytest.raises(ValueError, match="space"):

@@ -36,6 +36,7 @@ from sklearn.metrics import adjusted_rand_score
 
 torch.set_num_threads(1)
 
+from _provenance import provenance  # noqa: E402  (benchmarks/, the script's directory)
 from skdynamo import (DynamoAverager, DynamoCluster, DynamoEmbedder,  # noqa: E402
                       DynamoSemiSupervised)
 from skdynamo.baselines import (OutputSpaceEmbedding, WeightSpaceEmbedding,  # noqa: E402
@@ -416,12 +417,16 @@ def main():
     t0 = time.perf_counter()
     if "averaging" in args.only:
         bench_averaging(res)
+        res.setdefault("runs", {})["averaging"] = provenance(torch)
     if "semi_cls" in args.only:
         bench_semi_cls(res, repeats=args.repeats)
+        res.setdefault("runs", {})["semi_cls"] = provenance(torch)
     if "semi" in args.only:
         bench_semi(res, repeats=args.repeats)
+        res.setdefault("runs", {})["semi"] = provenance(torch)
     if "cluster" in args.only:
         bench_cluster(res)
+        res.setdefault("runs", {})["cluster"] = provenance(torch)
     res["torch_threads"] = torch.get_num_threads()
     out_file.write_text(json.dumps(res, indent=1))
     plot(res, ROOT / "docs" / "applications")

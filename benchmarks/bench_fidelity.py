@@ -83,6 +83,7 @@ from skdynamo import DynamoAverager, DynamoEmbedder
 from skdynamo._embedder import reduce_behaviour
 from skdynamo import embedding_disagreement
 from skdynamo.baselines import LinearCKAEmbedding, OutputSpaceEmbedding, average_weights
+from _provenance import provenance  # noqa: E402  (benchmarks/, the script's directory)
 from skdynamo.datasets import (load_digits_images, make_cnn_population,
                                make_cognitive_population, make_hidden_head_population,
                                make_rnn_population, make_task)
@@ -341,7 +342,7 @@ def main(argv=None):
             groups = load_population(name)
         for gname, group in groups:
             results[gname] = run_group(gname, group, seeds, curve=gname == "default")
-            populations[gname] = {**results[gname], "seeds": seeds}
+            populations[gname] = {**results[gname], "seeds": seeds, "run": provenance(torch)}
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(dict(
                 populations=populations, targets=TARGETS,
@@ -349,7 +350,8 @@ def main(argv=None):
                               seeds=seeds, torch_threads=torch.get_num_threads(),
                               omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
                               torch=torch.__version__, python=platform.python_version(),
-                              wall_seconds=round(time.perf_counter() - start, 1))),
+                              wall_seconds=round(time.perf_counter() - start, 1),
+                              **provenance(torch))),
                 indent=1))
     print()
     print(table(results))

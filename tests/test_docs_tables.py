@@ -11,6 +11,7 @@ above it.
 This runs no benchmark; the figures themselves are checked by rerunning the command.
 """
 
+import importlib.util
 import pathlib
 import re
 
@@ -23,18 +24,16 @@ SEPARATOR = re.compile(r"^\|(\s*:?-{3,}:?\s*\|)+\s*$")
 OPT_OUT = "<!-- not measured -->"
 
 
-def _cells(line):
-    # Split on pipes outside backticks (a `|` inside code is part of the cell).
-    cells, cur, code = [], "", False
-    for ch in line.strip()[1:]:
-        if ch == "`":
-            code = not code
-        if ch == "|" and not code:
-            cells.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    return cells
+def _load_run_all():
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Cells of a table row, split on pipes outside backticks: the same rule the table writer
+# (benchmarks/run_all.py) uses.
+_cells = _load_run_all()._cells
 
 
 def tables(path):

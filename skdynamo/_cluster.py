@@ -222,8 +222,6 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         self._center_labels = ids
         self.cluster_centers_ = (np.stack([Z[labels == i].mean(0) for i in ids]) if len(ids)
                                  else np.empty((0, Z.shape[1])))
-        self._feature_centers = (np.stack([features[labels == i].mean(0) for i in ids])
-                                 if len(ids) else None)
         self.silhouette_scores_ = scores
         return self
 
@@ -252,7 +250,9 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
         if self.n_clusters_ == 0:
             raise ValueError("The clusterer found no cluster (all training models are noise); "
                              "nothing to assign new models to.")
-        d = ((F[:, None] - self._feature_centers[None]) ** 2).sum(-1)
+        centres = np.stack([self.features_[self.labels_ == i].mean(0)
+                            for i in self._center_labels])
+        d = ((F[:, None] - centres[None]) ** 2).sum(-1)
         return self._center_labels[d.argmin(1)]
 
     def transform(self, X: Sequence) -> np.ndarray:

@@ -67,7 +67,6 @@ loss vs time : for ``default`` at the first seed, the cumulative epoch time and 
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -347,11 +346,10 @@ def main(argv=None):
             RESULTS.write_text(json.dumps(dict(
                 populations=populations, targets=TARGETS,
                 last_run=dict(command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-                              seeds=seeds, torch_threads=torch.get_num_threads(),
-                              omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
-                              torch=torch.__version__, python=platform.python_version(),
+                              seeds=seeds, torch=torch.__version__,
+                              python=platform.python_version(),
                               wall_seconds=round(time.perf_counter() - start, 1),
-                              **provenance(torch))),
+                              **provenance(torch))),  # date, commit, machine, threads
                 indent=1))
     print()
     print(table(results))

@@ -7,6 +7,9 @@ Prints: emulation fidelity on held-out probes, ARI of k-means on the embeddings 
 beside the output-space baseline, the twin ratio (fit with twins, and via transform),
 held-out seeds landing in their task's cluster, fit/transform times, and fit time and
 peak memory against the number of models. Torch thread count is printed with timings.
+The figures are also written to ``benchmarks/results/embedder.json`` (with the machine,
+thread count, date and commit), from which ``python benchmarks/run_all.py --write-docs``
+rebuilds the README's table.
 """
 
 import argparse
@@ -25,6 +28,11 @@ from sklearn.metrics import adjusted_rand_score
 
 from skdynamo import DynamoEmbedder, Trajectories
 from skdynamo.datasets import make_rnn_population, permute_hidden_units
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _provenance import ROOT, provenance  # noqa: E402  (benchmarks/, the script's directory)
+
+RESULTS = ROOT / "benchmarks" / "results" / "embedder.json"
 
 
 def output_space_embedding(models, probes, n_components=2):
@@ -95,6 +103,7 @@ def main():
         return scaling_child(*args.child)
 
     threads = torch.get_num_threads()
+    run = provenance(torch)
     print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} cores")
     pop = make_rnn_population(n_jobs=2, verbose=True)
     print(pop.DESCR, f"| member task R^2 mean {pop.score.mean():.3f}")
@@ -158,6 +167,19 @@ def main():
     hit = np.mean(pred == held.task)
     print(f"[held-out] {len(held.models)} models of unseen seeds: {100 * hit:.1f}% in their "
           f"task's cluster; transform {held_s:.2f} s per model ({threads} threads)")
+
+    result = dict(
+        run=run, n_models=n, n_twins_fit=len(pick), n_held_out=len(held.models),
+        fit_seconds=fit_s, epochs=int(emb.n_iter_), converged=bool(emb.converged_),
+        output_r2_mean=float(sc.output_r2.mean()), output_r2_min=float(sc.output_r2.min()),
+        hidden_r2_mean=float(sc.hidden_r2.mean()), hidden_r2_min=float(sc.hidden_r2.min()),
+        ari=float(ari), ari_output_space=float(ari_out), twin_ratio_fit=float(ratio_fit),
+        twin_ratio_transform=float(ratio_tr), twin_output_difference=twin_err,
+        held_out_in_cluster=float(hit), transform_drift=float(drift),
+        transform_seconds_per_model=tr_s, transform_held_out_seconds_per_model=held_s)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
 
     # 5. Scaling
     if not args.quick:

@@ -26,7 +26,6 @@ code) are carried over from the region's current table.
 """
 
 import argparse
-import datetime
 import json
 import os
 import re
@@ -40,7 +39,7 @@ PAGES = ("README.md", "docs/*.md")
 
 #: name -> argv after ``python``: the commands the docs give (docs/developers.md, Benchmarks).
 BENCHMARKS = {
-    "embedder": ["benchmarks/bench_embedder.py"],
+    "embedder": ["benchmarks/bench_embedder.py", "--quick"],
     "fidelity": ["benchmarks/bench_fidelity.py"],
     "applications": ["benchmarks/bench_applications.py"],
     "hidden": ["benchmarks/bench_hidden.py"],
@@ -107,11 +106,6 @@ def _cells(line):
 
 # --- stamps ----------------------------------------------------------------------------
 
-def _file_date(path):
-    stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
-    return stamp.strftime("%Y-%m-%d %H:%M UTC")
-
-
 def stamp(path, runs, threads):
     """The line beside a table: where its figures come from, as the JSON recorded it.
 
@@ -127,9 +121,9 @@ def stamp(path, runs, threads):
             shown = f"{shown} (not recorded for all)" if values else "not recorded"
         return shown
 
+    # Where a run stored no date, none is shown: a file's modification time changes with
+    # every checkout, and the tables must be a function of the committed JSON.
     date = field("date")
-    if date == "not recorded":
-        date = f"not recorded (JSON file dated {_file_date(path)})"
     threads = sorted({t for t in threads if t is not None})
     thread_text = ", ".join(map(str, threads)) if threads else "not recorded"
     try:
@@ -281,12 +275,51 @@ def applications_twins(data, old, path):
                                 else run.get("torch_threads")]), ""] + lines
 
 
+def readme_embedder(data, old, path):
+    """README.md, "Measured figures": the default population at the defaults."""
+    d = data
+    fit_end = ("converged" if d["converged"] else "stopped at the cap") + \
+        f" after {d['epochs']} epochs"
+    lines = [
+        row(["figure", "what to expect", "measured"]),
+        row(["---"] * 3),
+        row(["output R² on held-out probes, mean (min)", "≥ 0.95",
+             _bold(f"{d['output_r2_mean']:.3f}", d["output_r2_mean"] >= 0.95)
+             + f" ({d['output_r2_min']:.3f})"]),
+        row(["hidden-state R² on held-out probes, mean (min)", "≥ 0.8",
+             _bold(f"{d['hidden_r2_mean']:.3f}", d["hidden_r2_mean"] >= 0.8)
+             + f" ({d['hidden_r2_min']:.3f})"]),
+        row(["ARI of k-means on embeddings vs task", "≥ 0.95",
+             _bold(f"{d['ari']:.3f}", d["ari"] >= 0.95)
+             + f" (output-space baseline: {d['ari_output_space']:.3f})"]),
+        row([f"twin ratio, {d['n_twins_fit']} permuted/sign-flipped twins fitted with the "
+             f"{d['n_models']}", "≤ 0.05",
+             _bold(f"{d['twin_ratio_fit']:.4f}", d["twin_ratio_fit"] <= 0.05)]),
+        row([f"twin ratio, all {d['n_models']} twins embedded by `transform`", "≤ 0.05",
+             _bold(f"{d['twin_ratio_transform']:.4f}", d["twin_ratio_transform"] <= 0.05)
+             + f" (twins' outputs equal to {d['twin_output_difference']:.1e})"]),
+        row([f"held-out seeds ({d['n_held_out']} models) in their task's cluster", "≥ 95 %",
+             _bold(f"{100 * d['held_out_in_cluster']:.0f} %", d["held_out_in_cluster"] >= 0.95)]),
+        row(["`transform` of training models: displacement / mean inter-model distance", "—",
+             f"{d['transform_drift']:.3f}"]),
+        row([f"fit, {d['n_models']} models", "≤ 3 min, ended by convergence",
+             f"{d['fit_seconds']:.1f} s, {fit_end}"]),
+        row(["`transform`, batched", "≤ 2 s / model",
+             f"{d['transform_seconds_per_model']:.2f} s / model (training models), "
+             f"{d['transform_held_out_seconds_per_model']:.2f} s / model (held-out)"]),
+    ]
+    run = d.get("run")
+    return [stamp(path, [run], [None if run is None else run.get("torch_threads")]),
+            ""] + lines
+
+
 #: region name -> (JSON file in benchmarks/results/, the benchmark that writes it, generator).
 GENERATORS = {
     "fidelity": ("fidelity.json", "fidelity", fidelity_after),
     "fidelity-clustering": ("fidelity.json", "fidelity", fidelity_clustering),
     "applications-averaging": ("applications.json", "applications", applications_averaging),
     "applications-twins": ("applications.json", "applications", applications_twins),
+    "readme-embedder": ("embedder.json", "embedder", readme_embedder),
 }
 
 

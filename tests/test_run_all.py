@@ -130,3 +130,14 @@ def test_every_marked_region_in_the_docs_has_a_generator():
     for path in run_all.pages():
         for match in run_all.REGION.finditer(path.read_text()):
             assert match.group("name") in run_all.GENERATORS, (path, match.group("name"))
+
+
+def test_the_docs_tables_are_the_committed_results():
+    """Every generated region of the README and docs is what ``--write-docs --no-run``
+    writes from the committed JSON: a benchmark re-run without ``--write-docs``, or a
+    table edited by hand, fails here."""
+    for path in run_all.pages():
+        text = path.read_text()
+        assert run_all.rewrite(text) == text, (
+            f"{path.relative_to(ROOT)}: a generated table differs from benchmarks/results/; "
+            "run `python benchmarks/run_all.py --write-docs --no-run`")

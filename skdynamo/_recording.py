@@ -4,7 +4,8 @@
 the one recording context (:func:`recording`, :func:`probe_batches`: the model's own
 device, eval mode, ``torch.inference_mode``, every training flag restored, the probes
 copied batch by batch) and the one population loop (:func:`record_each`: joblib threads,
-de-duplication, models sharing parts recorded in turn, errors naming the model). The
+or the workers of another joblib backend such as dask, de-duplication, models sharing
+parts recorded in turn, errors naming the model). The
 family modules (``skdynamo.families``) write only what differs: which hooks, what is kept.
 """
 

@@ -4,7 +4,8 @@
 the one recording context (:func:`recording`, :func:`probe_batches`: the model's own
 device, eval mode, ``torch.inference_mode``, every training flag restored, the probes
 copied batch by batch) and the one population loop (:func:`record_each`: joblib threads,
-de-duplication, models sharing parts recorded in turn, errors naming the model). The
+or the workers of another joblib backend such as dask, de-duplication, models sharing
+parts recorded in turn, errors naming the model). The
 family modules (``skdynamo.families``) write only what differs: which hooks, what is kept.
 """
 
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from joblib import Parallel, delayed
+from joblib.parallel import get_active_backend
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import nn
@@ -149,30 +151,97 @@ def _recording_groups(models):
     return list(groups.values()), first
 
 
-def record_each(models, record_one, n_jobs=None):
-    """``[record_one(i, models[i]) ...]`` in joblib threads, one result per listing.
+def _record_named(record_one, index, model, probes):
+    """``record_one(index, model, probes)``; an error is re-raised naming the model."""
+    try:
+        return record_one(index, model, probes)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the model's index
+        raise ValueError(f"Recording model {index} ({type(model).__name__}) failed: "
+                         f"{type(exc).__name__}: {exc}") from exc
 
-    ``Trajectories`` pass through unrecorded; an error names the failing model's index.
-    Threads, not processes: torch kernels release the GIL and modules need no pickling.
-    Models that share modules are recorded one after the other in the same worker (two
-    threads hooking and switching the same module would mix their recordings); a model
-    listed twice is recorded once.
+
+class _Pickled:
+    """An object pickled in the caller's process, to be loaded in a worker's.
+
+    Backends that run tasks in other processes (loky, dask) pickle the tasks themselves,
+    but joblib's dask backend does so in its event loop, where a member that cannot be
+    pickled stops the call without an error. Pickling each member here first turns that
+    into an error naming the member; loading it in the task names the member whose class
+    a worker cannot import. cloudpickle (a joblib dependency) sends classes defined in a
+    script or notebook by value, as loky and dask do.
+    """
+
+    __slots__ = ("data", "what")
+
+    def __init__(self, obj, what):
+        import cloudpickle
+
+        try:
+            self.data = cloudpickle.dumps(obj)
+        except Exception as exc:  # noqa: BLE001 - re-raised naming the object
+            raise TypeError(
+                f"{what} cannot be pickled, which the active joblib backend needs to send it "
+                f"to its workers: {type(exc).__name__}: {exc}. Record in this process (the "
+                "default thread backend), pass a Trajectories recorded beforehand, or make "
+                "it picklable.") from exc
+        self.what = what
+
+    def load(self):
+        import pickle
+
+        try:
+            return pickle.loads(self.data)
+        except Exception as exc:  # noqa: BLE001 - re-raised naming the object
+            raise ValueError(
+                f"{self.what} could not be unpickled on a joblib worker: "
+                f"{type(exc).__name__}: {exc}. Every worker must be able to import the "
+                "modules that define it (or register them with "
+                "cloudpickle.register_pickle_by_value).") from exc
+
+
+def _record_group(record_one, probes, indices, *members):
+    """Record one group of members in turn: the unit of work of one joblib task.
+
+    A module-level function whose arguments are exactly what the task needs: a backend
+    that sends work to other processes or machines (loky, dask) ships each member once,
+    in its own task, and the probes once per call (joblib's dask backend scatters a
+    large array argument to the workers once and shares it between tasks), never the
+    whole population with every task.
+    """
+    if isinstance(record_one, _Pickled):
+        record_one = record_one.load()
+    members = [m.load() if isinstance(m, _Pickled) else m for m in members]
+    return [(i, _record_named(record_one, i, m, probes)) for i, m in zip(indices, members)]
+
+
+def record_each(models, record_one, probes, n_jobs=None):
+    """``[record_one(i, models[i], probes) ...]`` in joblib workers, one result per listing.
+
+    ``Trajectories`` pass through unrecorded (they are never sent to a worker); an error
+    names the failing model's index. Threads by default (``prefer="threads"``): torch
+    kernels release the GIL and modules need no pickling. Under a joblib backend whose
+    workers are other processes (``joblib.parallel_config(backend="loky")``, or
+    ``"dask"`` for a cluster) each group of members is one task that carries those
+    members, pickled here (an error names a member that cannot be pickled), and
+    ``record_one`` (a module-level function, a ``functools.partial`` of one, or a bound
+    method), and returns their recordings (``Trajectories`` of float32 arrays). Models
+    that share modules form one group, recorded one after the other in the same worker
+    (two threads hooking and switching the same module would mix their recordings); a
+    model listed twice is recorded once.
     """
     groups, first = _recording_groups(models)
-
-    def one(i):
-        model = models[i]
-        if isinstance(model, Trajectories):
-            return model
-        try:
-            return record_one(i, model)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the model's index
-            raise ValueError(f"Recording model {i} ({type(model).__name__}) failed: "
-                             f"{type(exc).__name__}: {exc}") from exc
-
-    def run(group):
-        return [(i, one(i)) for i in group]
-
-    parts = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(run)(g) for g in groups)
-    done = dict(pair for part in parts for pair in part)
+    done = {i: models[i] for g in groups for i in g if isinstance(models[i], Trajectories)}
+    groups = [[i for i in g if i not in done] for g in groups]
+    groups = [g for g in groups if g]
+    ship = not getattr(get_active_backend(prefer="threads")[0], "uses_threads", False)
+    if ship and groups:
+        record_one = _Pickled(record_one, "The recorder (recorder=)")
+        members = {i: _Pickled(models[i], f"Model {i} ({type(models[i]).__name__})")
+                   for g in groups for i in g}
+    else:
+        members = models
+    parts = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(_record_group)(record_one, probes, g, *(members[i] for i in g))
+        for g in groups)
+    done.update(pair for part in parts for pair in part)
     return [done[j] for j in first]

@@ -38,6 +38,7 @@ PUBLIC_MODULES = (
     "skdynamo.families",
     "skdynamo.nn",
     "skdynamo.plotting",
+    "skdynamo.utils.dask",
     "skdynamo.utils.estimator_checks",
     "skdynamo.utils.validation",
 )

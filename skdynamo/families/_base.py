@@ -136,9 +136,9 @@ class ModelFamily(ABC):
 
     def record(self, models, probes):
         """Record every member on the probes (``Trajectories`` pass through), in joblib
-        threads, with the one population loop of :func:`skdynamo._recording.record_each`."""
-        recorded = record_each(models, lambda i, m: self.record_member(i, m, probes),
-                               self.n_jobs)
+        workers (threads unless a ``joblib.parallel_config`` says otherwise), with the one
+        population loop of :func:`skdynamo._recording.record_each`."""
+        recorded = record_each(models, self.record_member, probes, self.n_jobs)
         return self.check_recordings(recorded, probes)
 
     @abstractmethod

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 import numbers
+from functools import partial
 from collections.abc import Sequence
 
 import numpy as np
@@ -495,7 +496,8 @@ def record_cnn_population(models, images, *, layers="auto", spatial="pool", alig
     if not models:
         raise ValueError("record_cnn_population needs at least one model.")
     recorded = record_each(
-        models, lambda i, m: _record_member(i, m, images, layers, spatial, recorder), n_jobs)
+        models, partial(_record_member, layers=layers, spatial=spatial, recorder=recorder),
+        images, n_jobs)
     recorded = _check_population(recorded, images)
     return recorded if align is None else align_depths(recorded, align)
 

@@ -6,6 +6,8 @@ emulated by a :class:`~skdynamo.nn.ConditionedRNN`; the meta-model at one embedd
 into a :class:`~skdynamo.StandaloneRNN`.
 """
 
+from functools import partial
+
 import numpy as np
 import torch
 from sklearn.utils import Bunch
@@ -158,7 +160,12 @@ def record_population(models, inputs, *, recorder="auto", n_jobs=None):
     once, and models sharing a submodule are recorded in turn: two threads hooking and
     switching the same module would mix their recordings.
     """
-    return record_each(models, lambda i, m: record(m, inputs, recorder=recorder), n_jobs)
+    return record_each(models, partial(_record_indexed, recorder=recorder), inputs, n_jobs)
+
+
+def _record_indexed(index, model, inputs, recorder="auto"):
+    """:func:`record` with the ``record_each`` signature (picklable for process backends)."""
+    return record(model, inputs, recorder=recorder)
 
 
 def check_trajectories(trajectories, n_probes, n_timesteps, offset=0):

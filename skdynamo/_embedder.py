@@ -18,7 +18,8 @@ from skorch.helper import predefined_split
 from ._codes import emulation_r2, fit_codes, search_candidates
 from ._guards import check_device
 from ._loss import DynamoLoss, resolve_output_loss
-from ._net import Converged, DynamoNet, EpochProgressBar, LRWarmup, ProbeDataset
+from ._net import (Converged, DynamoNet, EpochProgressBar, LRWarmup, PairDataset, PairSampler,
+                   keep_batch, held_out_pairs, training_plan)
 from ._recording import Trajectories
 from ._stability import embedding_disagreement
 from ._targets import initial_embeddings, output_variance
@@ -33,6 +34,10 @@ Models = Sequence[torch.nn.Module | Trajectories]
 _MAX_SEED = np.iinfo(np.int32).max
 #: Optimiser steps of linear learning-rate warm-up at the start of a fit (at most).
 _WARMUP_STEPS = 200
+#: (model, probe) pairs per batch of the validation pass and of the final scores.
+_VALID_BATCH = 1024
+#: Models scored together on the held-out probes at the end of a fit.
+_SCORE_MODELS = 64
 
 
 def _as_tensor(a, device):
@@ -363,13 +368,17 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                                          hidden_size=self.hidden_size, cell=self.cell)
         seed = int(rng.randint(_MAX_SEED))
 
-        train_ds = ProbeDataset(probes[train_idx], outputs[:, train_idx], hidden[:, train_idx])
-        valid_ds = ProbeDataset(probes[valid_idx], outputs[:, valid_idx], hidden[:, valid_idx])
-        # At most batch_size samples per step, and at least ~16 steps per epoch: a small
-        # population must not get a handful of gradient steps per epoch.
-        probes_per_batch = max(1, min(self.batch_size // n_models, -(-len(train_idx) // 16)))
+        # Training: steps of (model, probe) pairs whose size, and the epoch's number of
+        # steps, do not grow with the population (_net.training_plan); validation on a
+        # fixed sample of held-out pairs (_net.held_out_pairs).
+        per_step, probes_per_step, steps_per_epoch = training_plan(
+            n_models, len(train_idx), self.batch_size)
+        train_ds = PairDataset(probes, outputs, hidden, probe_ids=train_idx, device=device)
+        valid_ds = PairDataset(probes, outputs, hidden, device=device,
+                               pairs=held_out_pairs(n_models, valid_idx, rng))
+        sampler = PairSampler(n_models, len(train_idx), per_step, probes_per_step,
+                              steps_per_epoch, seed)
         # Warm-up: _WARMUP_STEPS steps, or a tenth of the steps max_epochs allows if fewer.
-        steps_per_epoch = -(-len(train_idx) // probes_per_batch)
         warmup = max(1, min(_WARMUP_STEPS, self.max_epochs * steps_per_epoch // 10))
         devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -382,9 +391,11 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 module__output_scale=rec.scales.astype(np.float32),
                 criterion=loss,  # the data term; DynamoNet.get_loss adds the penalty
                 optimizer=torch.optim.Adam, lr=self.lr, max_epochs=self.max_epochs,
-                batch_size=probes_per_batch, train_split=predefined_split(valid_ds),
-                iterator_train__shuffle=True,
+                batch_size=per_step * probes_per_step, train_split=predefined_split(valid_ds),
+                iterator_train__sampler=sampler, iterator_train__collate_fn=keep_batch,
                 iterator_train__generator=torch.Generator().manual_seed(seed),
+                iterator_valid__collate_fn=keep_batch,
+                iterator_valid__batch_size=_VALID_BATCH,
                 callbacks=self._callbacks(warmup), device=device, verbose=int(self.verbose >= 2),
             )
             net.fit(train_ds, None)
@@ -401,9 +412,15 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             p.requires_grad_(False)
         theta = module.embeddings.detach()
         maps = (module.map_weight.detach(), module.map_bias.detach())
-        valid = tuple(_as_tensor(a, device) for a in
-                      (probes[valid_idx], outputs[:, valid_idx], hidden[:, valid_idx]))
-        out_r2, hid_r2, agree = emulation_r2(meta, theta, None, valid, maps=maps, loss=loss)
+        # Scores on every held-out probe, a block of models at a time (bounded memory).
+        blocks = []
+        for c in np.array_split(np.arange(n_models), -(-n_models // _SCORE_MODELS)):
+            valid = tuple(_as_tensor(a, device) for a in
+                          (probes[valid_idx], outputs[c][:, valid_idx], hidden[c][:, valid_idx]))
+            blocks.append(emulation_r2(meta, theta[c], None, valid, loss=loss,
+                                       maps=(maps[0][c], maps[1][c])))
+        out_r2, hid_r2, agree = (None if parts[0] is None else np.concatenate(parts)
+                                 for parts in zip(*blocks))
 
         # Everything above used locals: a failure leaves a previous fit untouched.
         self._device = device

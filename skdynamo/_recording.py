@@ -149,10 +149,13 @@ def _recording_groups(models):
     return list(groups.values()), first
 
 
-def record_each(models, record_one, n_jobs=None):
+def record_each(models, record_one, n_jobs=None, then=None):
     """``[record_one(i, models[i]) ...]`` in joblib threads, one result per listing.
 
     ``Trajectories`` pass through unrecorded; an error names the failing model's index.
+    ``then(i, recording)``, when given, is applied in the worker to each recording
+    (passed-through ones included) as soon as it is made, and its result kept instead:
+    a reduction there means the raw recordings are never all held at once.
     Threads, not processes: torch kernels release the GIL and modules need no pickling.
     Models that share modules are recorded one after the other in the same worker (two
     threads hooking and switching the same module would mix their recordings); a model
@@ -163,12 +166,14 @@ def record_each(models, record_one, n_jobs=None):
     def one(i):
         model = models[i]
         if isinstance(model, Trajectories):
-            return model
-        try:
-            return record_one(i, model)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the model's index
-            raise ValueError(f"Recording model {i} ({type(model).__name__}) failed: "
-                             f"{type(exc).__name__}: {exc}") from exc
+            result = model
+        else:
+            try:
+                result = record_one(i, model)
+            except Exception as exc:  # noqa: BLE001 - re-raised with the model's index
+                raise ValueError(f"Recording model {i} ({type(model).__name__}) failed: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        return result if then is None else then(i, result)
 
     def run(group):
         return [(i, one(i)) for i in group]

@@ -114,7 +114,7 @@ class PairSampler(torch.utils.data.Sampler):
     ``steps`` steps.
 
     Models and probes are drawn without replacement from running permutations (a new one
-    when one is used up), so every (model, probe) pair of a :class:`PairDataset` without
+    when one is used up; no model or probe twice in a step), so every (model, probe) pair of a :class:`PairDataset` without
     explicit pairs comes up equally often, whatever the number of steps per epoch. When
     every model fits in a step, every step holds all of them on the same probes: models
     with identical targets then receive identical updates.
@@ -147,8 +147,11 @@ class PairSampler(torch.utils.data.Sampler):
         if k >= total:
             return torch.arange(total)
         queue = self._queues[what]
-        while len(queue) < k:
-            queue = torch.cat([queue, torch.randperm(total, generator=self.generator)])
+        if len(queue) < k:
+            # A new permutation, its items still queued moved last: no repeat in a step.
+            fresh = torch.randperm(total, generator=self.generator)
+            again = torch.isin(fresh, queue)
+            queue = torch.cat([queue, fresh[~again], fresh[again]])
         self._queues[what] = queue[k:]
         return queue[:k]
 

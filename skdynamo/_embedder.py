@@ -128,15 +128,23 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         CNNs only: each layer's feature maps averaged over space, or over a small grid.
     max_epochs : int, default=200
         Cap on training epochs; training normally ends sooner, by convergence (see
-        ``patience`` and ``tol``). A fit that reaches the cap while the held-out loss is
-        still improving issues a :class:`~sklearn.exceptions.ConvergenceWarning`.
+        ``patience`` and ``tol``). An epoch is one pass over every (model, training
+        probe) pair, or 32 steps when that is less, so that neither a step nor an epoch
+        costs more with more models (see ``batch_size``). A fit that reaches the cap
+        while the held-out loss is still improving issues a
+        :class:`~sklearn.exceptions.ConvergenceWarning`.
     lr : float, default=1e-2
         Adam learning rate, reached after a linear warm-up over the first 200 steps (a
         tenth of the steps ``max_epochs`` allows if fewer) and halved on plateaus.
     batch_size : int, default=256
-        Sequences (model x probe pairs) per gradient step. Each step runs the same probes
-        through every model, so at most ``max(1, batch_size // n_models)`` probes are drawn,
-        and fewer when needed for an epoch to have at least 16 steps.
+        (model, probe) pairs per gradient step: a step is a set of models, each run on
+        the same probes. While ``n_models <= batch_size`` every step holds every model,
+        on ``batch_size // n_models`` probes (fewer when needed for an epoch to have at
+        least 16 steps), so functionally identical models receive identical updates;
+        with more models, each step draws ``batch_size`` of them, one probe each.
+        Models and probes are drawn without replacement across steps, so all pairs come
+        up equally often. The held-out loss that decides convergence is measured on a
+        fixed sample of at most 2048 held-out pairs (every pair of small populations).
     validation_fraction : float, default=0.2
         Fraction of probe sequences held out for early stopping and for
         ``emulation_scores_``.
@@ -208,7 +216,11 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     Embeddings start from a PCA of reparameterisation-invariant behaviour features
     (outputs, and Gram matrices of PCA-reduced hidden states) and the per-model maps start
     at zero, so functionally identical models receive identical updates and land on the
-    same point.
+    same point while the population fits in a step (``n_models <= batch_size``); beyond
+    that they are trained in different steps and land close together (the twin ratio
+    measured by ``benchmarks/bench_scale.py``). Each member's recording is reduced to
+    its float32 PCA targets as soon as it is recorded, so memory is set by the reduced
+    targets, not by the raw recordings.
 
     References
     ----------

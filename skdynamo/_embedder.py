@@ -386,8 +386,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         per_step, probes_per_step, steps_per_epoch = training_plan(
             n_models, len(train_idx), self.batch_size)
         train_ds = PairDataset(probes, outputs, hidden, probe_ids=train_idx, device=device)
-        valid_ds = PairDataset(probes, outputs, hidden, device=device,
-                               pairs=held_out_pairs(n_models, valid_idx, rng))
+        valid_ds = train_ds.with_pairs(held_out_pairs(n_models, valid_idx, rng))
         sampler = PairSampler(n_models, len(train_idx), per_step, probes_per_step,
                               steps_per_epoch, seed)
         # Warm-up: _WARMUP_STEPS steps, or a tenth of the steps max_epochs allows if fewer.

@@ -74,6 +74,12 @@ class PairDataset(torch.utils.data.Dataset):
         self.pairs = None if pairs is None else torch.as_tensor(np.asarray(pairs),
                                                                 dtype=torch.long)
 
+    def with_pairs(self, pairs):
+        """A dataset of the explicit ``pairs`` sharing these tensors (no copy)."""
+        other = copy.copy(self)
+        other.pairs = torch.as_tensor(np.asarray(pairs), dtype=torch.long)
+        return other
+
     def __len__(self):
         if self.pairs is not None:
             return len(self.pairs)

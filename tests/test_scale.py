@@ -99,8 +99,8 @@ def test_pair_dataset_batches_hold_each_pairs_recording():
     np.testing.assert_array_equal(X["x"].numpy(), probes[[1, 4, 5]])
     np.testing.assert_array_equal(y[:, 0].numpy(), outputs[[0, 1, 2], [1, 4, 5]])
     np.testing.assert_array_equal(h[:, 0].numpy(), hidden[[0, 1, 2], [1, 4, 5]])
-    fixed = PairDataset(probes, outputs, hidden, pairs=[(2, 0), (0, 3)])
-    assert len(fixed) == 2
+    fixed = ds.with_pairs([(2, 0), (0, 3)])
+    assert len(fixed) == 2 and fixed.hidden is ds.hidden and len(ds) == 9
     np.testing.assert_array_equal(fixed.__getitems__([1])[0]["x"].numpy(), probes[[3]])
 
 

@@ -243,7 +243,8 @@ def child(n, threads, max_epochs=None):
 def _row(r):
     cka = ("~" if r["cka_models_timed"] < r["n_models"] else "") + f"{r['cka_s_all_pairs']:.1f}"
     dsa = "—" if r["dsa_s_all_pairs"] is None else f"~{r['dsa_s_all_pairs']:.0f}"
-    return (f"| {r['n_models']} (+{r['n_fitted'] - r['n_models']}) | {r['fit_s']:.1f} | "
+    fit = f"{r['fit_s']:.1f}" + (f" ({r['fit_cpu_s']:.1f})" if "fit_cpu_s" in r else "")
+    return (f"| {r['n_models']} (+{r['n_fitted'] - r['n_models']}) | {fit} | "
             f"{r['epochs']}{'' if r['converged'] else ' (cap)'} | {r['steps']} | "
             f"{1000 * r['s_per_step']:.0f} | {r['matmul_fraction']:.3f} | "
             f"{r['peak_rss_mb'] / 1024:.2f} | {r['transform_s_per_model']:.2f} | "
@@ -251,7 +252,7 @@ def _row(r):
             f"{r['twin_ratio']:.3f} | {cka} | {dsa} |")
 
 
-HEADER = ("| members (+twins) | fit s | epochs | steps | ms/step | of matmul | peak RSS GB | "
+HEADER = ("| members (+twins) | fit s wall (CPU) | epochs | steps | ms/step | of matmul | peak RSS GB | "
           "transform s/model | output R² all (27 originals) | ARI | twin ratio | CKA s | "
           "DSA s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 

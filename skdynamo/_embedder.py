@@ -18,7 +18,8 @@ from skorch.helper import predefined_split
 from ._codes import emulation_r2, fit_codes, search_candidates
 from ._guards import check_device
 from ._loss import DynamoLoss, resolve_output_loss
-from ._net import Converged, DynamoNet, EpochProgressBar, LRWarmup, ProbeDataset
+from ._net import (Converged, DynamoNet, EpochProgressBar, LRWarmup, PairDataset, PairSampler,
+                   keep_batch, held_out_pairs, training_plan)
 from ._recording import Trajectories
 from ._stability import embedding_disagreement
 from ._targets import initial_embeddings, output_variance
@@ -33,6 +34,10 @@ Models = Sequence[torch.nn.Module | Trajectories]
 _MAX_SEED = np.iinfo(np.int32).max
 #: Optimiser steps of linear learning-rate warm-up at the start of a fit (at most).
 _WARMUP_STEPS = 200
+#: (model, probe) pairs per batch of the validation pass and of the final scores.
+_VALID_BATCH = 1024
+#: Models scored together on the held-out probes at the end of a fit.
+_SCORE_MODELS = 64
 
 
 def _as_tensor(a, device):
@@ -123,15 +128,23 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         CNNs only: each layer's feature maps averaged over space, or over a small grid.
     max_epochs : int, default=200
         Cap on training epochs; training normally ends sooner, by convergence (see
-        ``patience`` and ``tol``). A fit that reaches the cap while the held-out loss is
-        still improving issues a :class:`~sklearn.exceptions.ConvergenceWarning`.
+        ``patience`` and ``tol``). An epoch is one pass over every (model, training
+        probe) pair, or 32 steps when that is less, so that neither a step nor an epoch
+        costs more with more models (see ``batch_size``). A fit that reaches the cap
+        while the held-out loss is still improving issues a
+        :class:`~sklearn.exceptions.ConvergenceWarning`.
     lr : float, default=1e-2
         Adam learning rate, reached after a linear warm-up over the first 200 steps (a
         tenth of the steps ``max_epochs`` allows if fewer) and halved on plateaus.
     batch_size : int, default=256
-        Sequences (model x probe pairs) per gradient step. Each step runs the same probes
-        through every model, so at most ``max(1, batch_size // n_models)`` probes are drawn,
-        and fewer when needed for an epoch to have at least 16 steps.
+        (model, probe) pairs per gradient step: a step is a set of models, each run on
+        the same probes. While ``n_models <= batch_size`` every step holds every model,
+        on ``batch_size // n_models`` probes (fewer when needed for an epoch to have at
+        least 16 steps), so functionally identical models receive identical updates;
+        with more models, each step draws ``batch_size`` of them, one probe each.
+        Models and probes are drawn without replacement across steps, so all pairs come
+        up equally often. The held-out loss that decides convergence is measured on a
+        fixed sample of at most 2048 held-out pairs (every pair of small populations).
     validation_fraction : float, default=0.2
         Fraction of probe sequences held out for early stopping and for
         ``emulation_scores_``.
@@ -203,7 +216,11 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     Embeddings start from a PCA of reparameterisation-invariant behaviour features
     (outputs, and Gram matrices of PCA-reduced hidden states) and the per-model maps start
     at zero, so functionally identical models receive identical updates and land on the
-    same point.
+    same point while the population fits in a step (``n_models <= batch_size``); beyond
+    that they are trained in different steps and land close together (the twin ratio
+    measured by ``benchmarks/bench_scale.py``). Each member's recording is reduced to
+    its float32 PCA targets as soon as it is recorded, so memory is set by the reduced
+    targets, not by the raw recordings.
 
     References
     ----------
@@ -363,13 +380,16 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                                          hidden_size=self.hidden_size, cell=self.cell)
         seed = int(rng.randint(_MAX_SEED))
 
-        train_ds = ProbeDataset(probes[train_idx], outputs[:, train_idx], hidden[:, train_idx])
-        valid_ds = ProbeDataset(probes[valid_idx], outputs[:, valid_idx], hidden[:, valid_idx])
-        # At most batch_size samples per step, and at least ~16 steps per epoch: a small
-        # population must not get a handful of gradient steps per epoch.
-        probes_per_batch = max(1, min(self.batch_size // n_models, -(-len(train_idx) // 16)))
+        # Training: steps of (model, probe) pairs whose size, and the epoch's number of
+        # steps, do not grow with the population (_net.training_plan); validation on a
+        # fixed sample of held-out pairs (_net.held_out_pairs).
+        per_step, probes_per_step, steps_per_epoch = training_plan(
+            n_models, len(train_idx), self.batch_size)
+        train_ds = PairDataset(probes, outputs, hidden, probe_ids=train_idx, device=device)
+        valid_ds = train_ds.with_pairs(held_out_pairs(n_models, valid_idx, rng))
+        sampler = PairSampler(n_models, len(train_idx), per_step, probes_per_step,
+                              steps_per_epoch, seed)
         # Warm-up: _WARMUP_STEPS steps, or a tenth of the steps max_epochs allows if fewer.
-        steps_per_epoch = -(-len(train_idx) // probes_per_batch)
         warmup = max(1, min(_WARMUP_STEPS, self.max_epochs * steps_per_epoch // 10))
         devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -382,9 +402,11 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 module__output_scale=rec.scales.astype(np.float32),
                 criterion=loss,  # the data term; DynamoNet.get_loss adds the penalty
                 optimizer=torch.optim.Adam, lr=self.lr, max_epochs=self.max_epochs,
-                batch_size=probes_per_batch, train_split=predefined_split(valid_ds),
-                iterator_train__shuffle=True,
+                batch_size=per_step * probes_per_step, train_split=predefined_split(valid_ds),
+                iterator_train__sampler=sampler, iterator_train__collate_fn=keep_batch,
                 iterator_train__generator=torch.Generator().manual_seed(seed),
+                iterator_valid__collate_fn=keep_batch,
+                iterator_valid__batch_size=_VALID_BATCH,
                 callbacks=self._callbacks(warmup), device=device, verbose=int(self.verbose >= 2),
             )
             net.fit(train_ds, None)
@@ -401,9 +423,15 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             p.requires_grad_(False)
         theta = module.embeddings.detach()
         maps = (module.map_weight.detach(), module.map_bias.detach())
-        valid = tuple(_as_tensor(a, device) for a in
-                      (probes[valid_idx], outputs[:, valid_idx], hidden[:, valid_idx]))
-        out_r2, hid_r2, agree = emulation_r2(meta, theta, None, valid, maps=maps, loss=loss)
+        # Scores on every held-out probe, a block of models at a time (bounded memory).
+        blocks = []
+        for c in np.array_split(np.arange(n_models), -(-n_models // _SCORE_MODELS)):
+            valid = tuple(_as_tensor(a, device) for a in
+                          (probes[valid_idx], outputs[c][:, valid_idx], hidden[c][:, valid_idx]))
+            blocks.append(emulation_r2(meta, theta[c], None, valid, loss=loss,
+                                       maps=(maps[0][c], maps[1][c])))
+        out_r2, hid_r2, agree = (None if parts[0] is None else np.concatenate(parts)
+                                 for parts in zip(*blocks))
 
         # Everything above used locals: a failure leaves a previous fit untouched.
         self._device = device

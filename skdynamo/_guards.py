@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
+from skorch.dataset import get_len
 
 __all__ = ["check_device", "check_divergence", "check_magnitude", "held_out_loss"]
 
@@ -35,14 +36,14 @@ def held_out_loss(net, X, y=None):
     total, count = 0.0, 0
     with torch.random.fork_rng(devices=[]):
         for batch in net.get_iterator(dataset, training=False):
-            n = len(batch[0])
+            n = get_len(batch[0])
             total += float(net.validation_step(batch)["loss"]) * n
             count += n
     return total / count
 
 
 def _largest_output(X):
-    """(magnitude, model index) of the largest recorded output in a ProbeDataset."""
+    """(magnitude, model index) of the largest recorded output in a PairDataset."""
     outputs = getattr(X, "outputs", None)
     if outputs is None or outputs.numel() == 0:
         return 0.0, None

@@ -166,13 +166,17 @@ class DynamoLoss(nn.Module):
         """``lambda * |theta|^2`` per embedding (``theta`` (..., d) -> (...))."""
         return self.embedding_l2 * (theta ** 2).sum(-1)
 
-    def forward(self, y_pred, y_true):
-        """Mean data loss of a batch: predictions (models first), targets (probes first)."""
+    def forward(self, y_pred, y_true, models=None):
+        """Mean data loss of a batch, models first: ``y_hat`` (M, B, ...) against ``y``.
+
+        ``models`` (M,) says whose output scale normalises each row (a
+        :class:`~skdynamo._net.PairDataset` batch: one row per (model, probe) pair, B = 1);
+        without it the rows are all the models, in order.
+        """
         y_hat, h_hat = y_pred
         y, h = y_true
-        # Dataset items are per probe: (B, N, ...) -> (N, B, ...)
-        y, h = y.transpose(0, 1), h.transpose(0, 1)
-        out = self.output(self.emulated_outputs(y_hat), y, self.output_scale).mean()
+        scale = self.output_scale if models is None else self.output_scale[models]
+        out = self.output(self.emulated_outputs(y_hat), y, scale).mean()
         return out + self.hidden_weight * hidden_loss(h_hat, h).mean()
 
     def extra_repr(self):

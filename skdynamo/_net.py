@@ -6,11 +6,13 @@ import numpy as np
 import torch
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping
+from skorch.utils import to_tensor
 
 from ._guards import check_divergence, held_out_loss
 
 __all__ = ["Converged", "DivergenceError", "DynamoNet", "EpochProgressBar", "LRWarmup",
-           "ProbeDataset"]
+           "PairDataset", "PairSampler", "held_out_pairs", "keep_batch", "place",
+           "training_plan"]
 
 
 class DivergenceError(RuntimeError):
@@ -22,33 +24,198 @@ class DivergenceError(RuntimeError):
     """
 
 
-class ProbeDataset(torch.utils.data.Dataset):
-    """One item per probe sequence; its targets hold every model's recording of it.
+#: Optimiser steps in one epoch, at most: with more (model, probe) pairs than this many
+#: steps cover, an epoch is this many steps and the pairs are spread over epochs.
+EPOCH_STEPS = 32
+#: Held-out (model, probe) pairs the validation pass runs through, at most.
+VALID_PAIRS = 2048
+#: An epoch has at least this many steps (a small population must not get a handful of
+#: gradient steps per epoch).
+MIN_EPOCH_STEPS = 16
 
-    Batches therefore contain whole probes for *all* models, so every model sees the same
-    probes at the same step (one batched meta-model call serves all of them).
+
+def keep_batch(batch):
+    """``collate_fn`` of :class:`PairDataset`: its ``__getitems__`` already builds the batch."""
+    return batch
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """(model, probe) pairs: one item is one model's recording of one probe.
+
+    The recordings are held once, as ``(n_models, n_probes, ...)`` tensors; an item
+    ``i`` is the pair ``pairs[i]`` (``(model, probe)`` indices), or, without ``pairs``,
+    ``(i // len(probe_ids), probe_ids[i % len(probe_ids)])``: every model with every
+    probe of ``probe_ids``. A batch is built at once (``__getitems__``) as
+    ``({'x': probes, 'models': model indices}, (outputs, hidden))``, the targets with a
+    probe axis of length 1 (each pair is one model's recording of one probe), so that
+    :meth:`skdynamo.nn.DynamoModule.forward` runs each pair at its own model's embedding.
+
+    Parameters
+    ----------
+    probes : array-like of shape (n_probes, ...)
+    outputs : array-like of shape (n_models, n_probes, ...)
+    hidden : array-like of shape (n_models, n_probes, n_steps, k)
+    probe_ids : array-like of int, default=None
+        The probes this dataset pairs every model with (all by default).
+    pairs : array-like of shape (n_pairs, 2), default=None
+        Explicit ``(model, probe)`` pairs instead (a fixed held-out sample).
+    device : str, default='cpu'
+        Where the tensors are kept: on the training device when they fit
+        (:func:`place`), so batches need no copy.
     """
 
-    def __init__(self, probes, outputs, hidden):
-        self.probes = torch.as_tensor(probes, dtype=torch.float32)
-        self.outputs = torch.as_tensor(outputs, dtype=torch.float32)   # (N, P, ...)
-        self.hidden = torch.as_tensor(hidden, dtype=torch.float32)     # (N, P, T, k)
+    def __init__(self, probes, outputs, hidden, *, probe_ids=None, pairs=None, device="cpu"):
+        as_t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+        self.probes, self.outputs, self.hidden = (place(as_t(a), device)
+                                                  for a in (probes, outputs, hidden))
+        self.n_models = self.outputs.shape[0]
+        ids = np.arange(len(self.probes)) if probe_ids is None else np.asarray(probe_ids)
+        self.probe_ids = torch.as_tensor(ids, dtype=torch.long)
+        self.pairs = None if pairs is None else torch.as_tensor(np.asarray(pairs),
+                                                                dtype=torch.long)
+
+    def with_pairs(self, pairs):
+        """A dataset of the explicit ``pairs`` sharing these tensors (no copy)."""
+        other = copy.copy(self)
+        other.pairs = torch.as_tensor(np.asarray(pairs), dtype=torch.long)
+        return other
 
     def __len__(self):
-        return len(self.probes)
+        if self.pairs is not None:
+            return len(self.pairs)
+        return self.n_models * len(self.probe_ids)
+
+    def pair(self, index):
+        """``(model, probe)`` index tensors of the items ``index``."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        if self.pairs is not None:
+            return self.pairs[index, 0], self.pairs[index, 1]
+        n_p = len(self.probe_ids)
+        return index // n_p, self.probe_ids[index % n_p]
+
+    def __getitems__(self, index):
+        model, probe = self.pair(index)
+        dev = self.outputs.device
+        model, probe = model.to(dev), probe.to(dev)
+        X = {"x": self.probes[probe], "models": model}
+        return X, (self.outputs[model, probe][:, None], self.hidden[model, probe][:, None])
 
     def __getitem__(self, i):
-        return self.probes[i], (self.outputs[:, i], self.hidden[:, i])
+        X, (y, h) = self.__getitems__([i])
+        return {k: v[0] for k, v in X.items()}, (y[0], h[0])
+
+
+def place(tensor, device):
+    """``tensor`` on ``device`` if it takes at most half of the device's free memory
+    (CUDA), else left where it is (batches are then copied step by step)."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return tensor.to(dev) if dev.type != "cpu" else tensor
+    free, _ = torch.cuda.mem_get_info(dev)
+    return tensor.to(dev) if tensor.numel() * tensor.element_size() <= free // 2 else tensor
+
+
+class PairSampler(torch.utils.data.Sampler):
+    """Steps of ``models_per_step`` models x ``probes_per_step`` probes; an epoch of
+    ``steps`` steps.
+
+    Models and probes are drawn without replacement from running permutations (a new one
+    when one is used up; no model or probe twice in a step), so every (model, probe) pair of a :class:`PairDataset` without
+    explicit pairs comes up equally often, whatever the number of steps per epoch. When
+    every model fits in a step, every step holds all of them on the same probes: models
+    with identical targets then receive identical updates.
+
+    Parameters
+    ----------
+    n_models, n_probes : int
+        Models and probes of the dataset (``n_probes`` = ``len(probe_ids)``).
+    models_per_step, probes_per_step : int
+        The cross product of these is one batch (the DataLoader's ``batch_size`` must be
+        their product).
+    steps : int
+        Steps per epoch.
+    seed : int
+        Seed of the permutations.
+    """
+
+    def __init__(self, n_models, n_probes, models_per_step, probes_per_step, steps, seed):
+        self.n_models, self.n_probes = int(n_models), int(n_probes)
+        self.models_per_step, self.probes_per_step = int(models_per_step), int(probes_per_step)
+        self.steps = int(steps)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self._queues = {"models": torch.empty(0, dtype=torch.long),
+                        "probes": torch.empty(0, dtype=torch.long)}
+
+    def __len__(self):
+        return self.steps * self.models_per_step * self.probes_per_step
+
+    def _draw(self, what, total, k):
+        if k >= total:
+            return torch.arange(total)
+        queue = self._queues[what]
+        if len(queue) < k:
+            # A new permutation, its items still queued moved last: no repeat in a step.
+            fresh = torch.randperm(total, generator=self.generator)
+            again = torch.isin(fresh, queue)
+            queue = torch.cat([queue, fresh[~again], fresh[again]])
+        self._queues[what] = queue[k:]
+        return queue[:k]
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            models = self._draw("models", self.n_models, self.models_per_step)
+            probes = self._draw("probes", self.n_probes, self.probes_per_step)
+            yield from (models[:, None] * self.n_probes + probes[None]).reshape(-1).tolist()
+
+
+def training_plan(n_models, n_probes, batch_size):
+    """How training batches are made: ``(models_per_step, probes_per_step, steps_per_epoch)``.
+
+    A step holds at most ``batch_size`` (model, probe) pairs: ``probes_per_step`` probes
+    for each of ``models_per_step`` models. All models go into every step while
+    ``batch_size`` allows one probe each, with as many probes as fit (fewer when needed
+    for an epoch to have ``MIN_EPOCH_STEPS`` steps); beyond ``batch_size`` models, each
+    step draws ``batch_size`` of them, one probe each. An epoch is one pass over all the
+    pairs, or ``EPOCH_STEPS`` steps if that is less: the cost of a step and of an epoch
+    do not grow with the number of models.
+    """
+    models = min(n_models, batch_size)
+    probes = max(1, min(batch_size // models, -(-n_probes // MIN_EPOCH_STEPS)))
+    one_pass = -(-n_models // models) * -(-n_probes // probes)
+    return models, probes, min(one_pass, EPOCH_STEPS)
+
+
+def held_out_pairs(n_models, probe_ids, rng, limit=VALID_PAIRS):
+    """Fixed held-out (model, probe) pairs: all of them, or ``limit`` spread over models.
+
+    With more than ``limit`` pairs, each model keeps ``max(1, limit // n_models)``
+    probes drawn by ``rng`` (a sample of ``limit`` models when even one each is too
+    many), so the validation pass does not grow with the population.
+    """
+    probe_ids = np.asarray(probe_ids)
+    n_p = len(probe_ids)
+    if n_models * n_p <= limit:
+        return np.array([(m, p) for m in range(n_models) for p in probe_ids])
+    models = (np.arange(n_models) if n_models <= limit
+              else np.sort(rng.choice(n_models, size=limit, replace=False)))
+    per = max(1, min(n_p, limit // len(models)))
+    return np.array([(m, p) for m in models
+                     for p in np.sort(rng.choice(probe_ids, size=per, replace=False))])
 
 
 class DynamoNet(NeuralNet):
     """skorch net for DYNAMO: the criterion is :class:`~skdynamo._loss.DynamoLoss` (the data
-    term); :meth:`get_loss` adds the embedding penalty on top of it, as skorch's
-    documentation adds regularisation, and refuses a non-finite loss."""
+    term, per (model, probe) pair of a :class:`PairDataset` batch); :meth:`get_loss` adds
+    the embedding penalty on top of it, as skorch's documentation adds regularisation, and
+    refuses a non-finite loss."""
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        loss = loss + self.criterion_.embedding_l2 * (self.module_.embeddings ** 2).sum(1).mean()
+        # The batch's pairs: the data term is per pair, the penalty on the embeddings of
+        # the pairs' models (every model of a step weighs as many pairs as it has).
+        models = to_tensor(X["models"], device=self.device)
+        loss = self.criterion_(y_pred, to_tensor(y_true, device=self.device), models)
+        theta = self.module_.embeddings[models]
+        loss = loss + self.criterion_.embedding_l2 * (theta ** 2).sum(1).mean()
         if not torch.isfinite(loss):
             epoch = len(self.history)
             raise DivergenceError(

@@ -199,7 +199,7 @@ class _Pickled:
                 "cloudpickle.register_pickle_by_value).") from exc
 
 
-def _record_group(record_one, probes, indices, *members):
+def _record_group(record_one, probes, then, indices, *members):
     """Record one group of members in turn: the unit of work of one joblib task.
 
     A module-level function whose arguments are exactly what the task needs: a backend
@@ -209,16 +209,23 @@ def _record_group(record_one, probes, indices, *members):
     whole population with every task.
     """
     if isinstance(record_one, _Pickled):
-        record_one = record_one.load()
+        record_one, then = record_one.load(), None if then is None else then.load()
     members = [m.load() if isinstance(m, _Pickled) else m for m in members]
-    return [(i, _record_named(record_one, i, m, probes)) for i, m in zip(indices, members)]
+    out = []
+    for i, m in zip(indices, members):
+        recording = _record_named(record_one, i, m, probes)
+        out.append((i, recording if then is None else then(i, recording)))
+    return out
 
 
-def record_each(models, record_one, probes, n_jobs=None):
+def record_each(models, record_one, probes, n_jobs=None, then=None):
     """``[record_one(i, models[i], probes) ...]`` in joblib workers, one result per listing.
 
     ``Trajectories`` pass through unrecorded (they are never sent to a worker); an error
-    names the failing model's index. Threads by default (``prefer="threads"``): torch
+    names the failing model's index. ``then(i, recording)``, when given, is applied in
+    the worker to each recording as soon as it is made (and, in the caller, to
+    passed-through ``Trajectories``), and its result kept instead: a reduction there means
+    the raw recordings are never all held at once. Threads by default (``prefer="threads"``): torch
     kernels release the GIL and modules need no pickling. Under a joblib backend whose
     workers are other processes (``joblib.parallel_config(backend="loky")``, or
     ``"dask"`` for a cluster) each group of members is one task that carries those
@@ -233,15 +240,18 @@ def record_each(models, record_one, probes, n_jobs=None):
     done = {i: models[i] for g in groups for i in g if isinstance(models[i], Trajectories)}
     groups = [[i for i in g if i not in done] for g in groups]
     groups = [g for g in groups if g]
+    if then is not None:
+        done = {i: then(i, r) for i, r in done.items()}
     ship = not getattr(get_active_backend(prefer="threads")[0], "uses_threads", False)
     if ship and groups:
         record_one = _Pickled(record_one, "The recorder (recorder=)")
+        then = None if then is None else _Pickled(then, "The reduction of recordings")
         members = {i: _Pickled(models[i], f"Model {i} ({type(models[i]).__name__})")
                    for g in groups for i in g}
     else:
         members = models
     parts = Parallel(n_jobs=n_jobs, prefer="threads")(
-        delayed(_record_group)(record_one, probes, g, *(members[i] for i in g))
+        delayed(_record_group)(record_one, probes, then, g, *(members[i] for i in g))
         for g in groups)
     done.update(pair for part in parts for pair in part)
     return [done[j] for j in first]

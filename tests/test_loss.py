@@ -59,15 +59,23 @@ def test_mse_output_is_one_minus_r2_and_kl_compares_probabilities():
 def test_dynamo_loss_forward_is_the_mean_of_the_per_model_loss():
     n, b, t, o, k = 3, 5, 4, 2, 6
     y_hat, h_hat = _t(n, b, t, o).float(), _t(n, b, t, k, seed=1).float()
-    y, h = _t(b, n, t, o, seed=2).float(), _t(b, n, t, k, seed=3).float()  # probes first
+    y, h = _t(n, b, t, o, seed=2).float(), _t(n, b, t, k, seed=3).float()  # models first
     scale = torch.tensor([1.0, 2.0, 0.5])
     loss = DynamoLoss("mse", hidden_weight=0.7, embedding_l2=0.1, output_scale=scale)
-    per = loss.per_model(y_hat, y.transpose(0, 1), h_hat, h.transpose(0, 1), scale)
+    per = loss.per_model(y_hat, y, h_hat, h, scale)
     assert per.shape == (n,)
     assert loss((y_hat, h_hat), (y, h)).item() == pytest.approx(per.mean().item(), rel=1e-6)
-    want = MSEOutput()(y_hat, y.transpose(0, 1), scale) + 0.7 * hidden_loss(
-        h_hat, h.transpose(0, 1))
+    want = MSEOutput()(y_hat, y, scale) + 0.7 * hidden_loss(h_hat, h)
     np.testing.assert_allclose(per.numpy(), want.numpy(), rtol=1e-6)
+    # (model, probe) pairs: each row one probe of one model, scaled by that model's scale.
+    models = torch.tensor([2, 0, 2, 1])
+    rows = [(2, 0), (0, 3), (2, 4), (1, 1)]
+    pick = lambda a: torch.stack([a[m, p] for m, p in rows])[:, None]  # noqa: E731
+    pairs = loss((pick(y_hat), pick(h_hat)), (pick(y), pick(h)), models)
+    want = torch.stack([loss.per_model(y_hat[m, p][None, None], y[m, p][None, None],
+                                       h_hat[m, p][None, None], h[m, p][None, None],
+                                       scale[m][None]) for m, p in rows]).mean()
+    assert pairs.item() == pytest.approx(want.item(), rel=1e-6)
     theta = torch.ones(4, 2)
     np.testing.assert_allclose(loss.penalty(theta).numpy(), 0.2)
 

@@ -6,7 +6,8 @@ through the family object it stores as ``family_``::
 
     probes = family.check_probes(probe_inputs, models)   # or family.default_probes(...)
     targets = family.record_targets(models, probes, train_idx)
-        # = family.record (one recording context, one loop) + family.targets
+        # = family.record_member + check_member + reduce_member per member, in one
+        #   loop (raw recordings never all held), then family.combine_targets
     meta_params = family.meta_params(probes, targets, ...)  # the conditioned meta-model
     output_loss = family.default_output_loss(targets.output_shape)   # for 'auto'
     ...
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 from abc import ABC, abstractmethod
+from functools import partial
 
 import numpy as np
 import torch
@@ -129,6 +131,9 @@ class ModelFamily(ABC):
     def record_member(self, index, model, probes):
         """Record one member (an ``nn.Module``) on the probes: a ``Trajectories``."""
 
+    def check_member(self, index, recording, probes):
+        """Validate one member's recording against the probes (errors name ``index``)."""
+
     def check_recordings(self, recordings, probes):
         """Validate the population's recordings against each other; may align them.
         Returns the recordings."""
@@ -142,9 +147,26 @@ class ModelFamily(ABC):
         return self.check_recordings(recorded, probes)
 
     @abstractmethod
+    def reduce_member(self, recording, train_idx):
+        """One member's recording reduced to its training targets (numpy, float32): a
+        Bunch with ``hidden`` (P, T, k) (PCA via :mod:`skdynamo._targets`) and
+        ``outputs``, plus what :meth:`combine_targets` needs."""
+
+    @abstractmethod
+    def combine_targets(self, reduced):
+        """The members' reduced targets (:meth:`reduce_member`) as one population: checks
+        across members, alignment, padding. Returns a Bunch with ``hidden`` (N, P, T, k),
+        ``mask``, ``output_shape`` (per probe) and ``n_steps`` (T)."""
+
     def targets(self, recordings, probes, train_idx):
-        """Reduce recordings to training targets (numpy). Returns a Bunch with ``hidden``
-        (N, P, T, k), ``mask``, ``output_shape`` (per probe) and ``n_steps`` (T)."""
+        """Reduce recordings (all in memory) to training targets, as
+        :meth:`record_targets` does member by member. Returns the
+        :meth:`combine_targets` Bunch."""
+        reduced = []
+        for i, t in enumerate(recordings):
+            self.check_member(i, t, probes)
+            reduced.append(self.reduce_member(t, train_idx))
+        return self.combine_targets(reduced)
 
     def representation(self, recording):
         """A member's recorded hidden states as one (n_samples, n_units) float64 matrix
@@ -153,21 +175,35 @@ class ModelFamily(ABC):
         return h.reshape(-1, h.shape[-1])
 
     def record_targets(self, models, probes, train_idx, *, output_shape=None):
-        """Record members (:meth:`record`) and reduce them to padded targets (numpy).
+        """Record members and reduce each to its targets as soon as it is recorded.
 
-        Returns the :meth:`targets` Bunch with ``outputs`` (N, P, ...) and ``scales`` (N,:
-        each member's output variance on the training probes) added. ``output_shape``,
-        when given, is the shape the outputs must have (a fitted embedder's).
+        Each worker of the recording loop (:func:`skdynamo._recording.record_each`)
+        checks its member's recording (:meth:`check_member`) and reduces it
+        (:meth:`reduce_member`) before taking the next, so the raw recordings of the
+        population are never held at once: memory is set by the reduced targets.
+        Returns the :meth:`combine_targets` Bunch with ``outputs`` (N, P, ...) and
+        ``scales`` (N,: each member's output variance on the training probes) added.
+        ``output_shape``, when given, is the shape the outputs must have (a fitted
+        embedder's).
         """
-        recordings = self.record(models, probes)
-        rec = self.targets(recordings, probes, train_idx)
+        reduced = record_each(models, self.record_member, probes, self.n_jobs,
+                              then=partial(self._check_and_reduce, probes=probes,
+                                           train_idx=train_idx))
+        rec = self.combine_targets(reduced)
         if output_shape is not None and rec.output_shape != tuple(output_shape):
             raise ValueError(f"Models have outputs of shape {rec.output_shape} per probe, but "
                              f"the embedder was fitted on outputs of shape "
                              f"{tuple(output_shape)}.")
-        rec.outputs = np.stack([t.outputs for t in recordings])
+        rec.outputs = np.stack([r.outputs for r in reduced])
         rec.scales = np.array([output_variance(o, train_idx) for o in rec.outputs])
         return rec
+
+    def _check_and_reduce(self, index, recording, *, probes, train_idx):
+        """:meth:`check_member`, then :meth:`reduce_member`: what each worker of
+        :meth:`record_targets` does with a recording (a bound method, picklable for
+        process backends)."""
+        self.check_member(index, recording, probes)
+        return self.reduce_member(recording, train_idx)
 
     # ------------------------------------------------------------------ meta-model, loss
     @abstractmethod

@@ -380,6 +380,18 @@ def _relative_depth_index(n_layers, n_steps):
     return np.floor(pos + 0.5 + 1e-9).astype(int)
 
 
+def _aligned_steps(depths, n_steps):
+    """The number of steps ``K`` members of these depths are aligned to (``n_steps`` of
+    :func:`align_depths`)."""
+    if n_steps == "max":
+        return max(depths)
+    if n_steps == "min":
+        return min(depths)
+    if not (isinstance(n_steps, numbers.Integral) and n_steps >= 1):
+        raise ValueError(f"n_steps must be 'max', 'min' or an int >= 1; got {n_steps!r}.")
+    return int(n_steps)
+
+
 def align_depths(trajectories: Sequence[LayerTrajectories], n_steps: str | int = "max"
                  ) -> list[LayerTrajectories]:
     """Resample members of different depths to a common number of steps by relative depth.
@@ -419,16 +431,10 @@ def align_depths(trajectories: Sequence[LayerTrajectories], n_steps: str | int =
                             "LayerTrajectories (record it with record_cnn).")
     if not trajectories:
         return []
-    depths = [t.n_layers for t in trajectories]
-    if n_steps == "max":
-        n_steps = max(depths)
-    elif n_steps == "min":
-        n_steps = min(depths)
-    elif not (isinstance(n_steps, numbers.Integral) and n_steps >= 1):
-        raise ValueError(f"n_steps must be 'max', 'min' or an int >= 1; got {n_steps!r}.")
+    n_steps = _aligned_steps([t.n_layers for t in trajectories], n_steps)
     aligned = []
     for t in trajectories:
-        src = _relative_depth_index(t.n_layers, int(n_steps))
+        src = _relative_depth_index(t.n_layers, n_steps)
         aligned.append(LayerTrajectories([t.layers[s] for s in src], t.outputs,
                                          layer_names=[t.layer_names[s] for s in src],
                                          name=t.name))
@@ -457,26 +463,37 @@ def _record_member(index, model, images, layers, spatial, recorder):
     return LayerTrajectories(per_layer, outputs, name=str(index))
 
 
+def _check_member(i, t, images):
+    """One CNN member's recording against the probe images (errors name model ``i``)."""
+    if not isinstance(t, LayerTrajectories):
+        raise TypeError(f"Model {i} is a {type(t).__name__}; image probes need "
+                        "LayerTrajectories (record_cnn) for precomputed recordings.")
+    if t.n_probes != len(images):
+        raise ValueError(f"Model {i} has {t.n_probes} recorded images; expected "
+                         f"{len(images)} (one per probe image).")
+    if not (np.all(np.isfinite(t.hidden)) and np.all(np.isfinite(t.outputs))):
+        raise ValueError(f"Model {i} has non-finite (NaN or infinite) activations or "
+                         "outputs on the probe images.")
+    check_magnitude(i, "activations", t.hidden, "on the probe images")
+    check_magnitude(i, "outputs", t.outputs, "on the probe images")
+
+
+def _check_outputs(outputs):
+    """Members' logits share one shape per image (errors name the first that does not)."""
+    n_out = outputs[0].shape[1:]
+    for i, o in enumerate(outputs):
+        if o.shape[1:] != n_out:
+            raise ValueError(f"Model {i} has outputs of shape {o.shape[1:]} per image "
+                             f"but model 0 has {n_out}: members must share the output space "
+                             "(the same classes).")
+    return n_out
+
+
 def _check_population(recorded, images):
     """Recordings of a CNN population against each other and the probe images."""
     for i, t in enumerate(recorded):
-        if not isinstance(t, LayerTrajectories):
-            raise TypeError(f"Model {i} is a {type(t).__name__}; image probes need "
-                            "LayerTrajectories (record_cnn) for precomputed recordings.")
-        if t.n_probes != len(images):
-            raise ValueError(f"Model {i} has {t.n_probes} recorded images; expected "
-                             f"{len(images)} (one per probe image).")
-        if not (np.all(np.isfinite(t.hidden)) and np.all(np.isfinite(t.outputs))):
-            raise ValueError(f"Model {i} has non-finite (NaN or infinite) activations or "
-                             "outputs on the probe images.")
-        check_magnitude(i, "activations", t.hidden, "on the probe images")
-        check_magnitude(i, "outputs", t.outputs, "on the probe images")
-    n_out = recorded[0].outputs.shape[1:]
-    for i, t in enumerate(recorded):
-        if t.outputs.shape[1:] != n_out:
-            raise ValueError(f"Model {i} has outputs of shape {t.outputs.shape[1:]} per image "
-                             f"but model 0 has {n_out}: members must share the output space "
-                             "(the same classes).")
+        _check_member(i, t, images)
+    _check_outputs([t.outputs for t in recorded])
     return recorded
 
 
@@ -598,12 +615,22 @@ class ConvolutionalFamily(ModelFamily):
         layers = getattr(recording, "layers", None)
         return np.asarray(layers[-1] if layers else recording.hidden[:, -1], dtype=np.float64)
 
-    def targets(self, recordings, probes, train_idx):
-        reduced, masks = zip(*(reduce_layers(t.layers, train_idx, self.n_pcs)
-                               for t in recordings))
-        hidden, mask = pad_targets(reduced, self.n_pcs, masks)
-        return Bunch(hidden=hidden, mask=mask,
-                     output_shape=tuple(recordings[0].outputs.shape[1:]),
+    def check_member(self, index, recording, probes):
+        _check_member(index, recording, probes)
+
+    def reduce_member(self, recording, train_idx):
+        # Layers are reduced one by one, so reducing before aligning depths (which only
+        # picks layers) gives the targets of the aligned recording.
+        hidden, mask = reduce_layers(recording.layers, train_idx, self.n_pcs)
+        return Bunch(hidden=hidden, mask=mask, outputs=recording.outputs)
+
+    def combine_targets(self, reduced):
+        shape = _check_outputs([r.outputs for r in reduced])
+        n_steps = _aligned_steps([r.hidden.shape[1] for r in reduced], self.n_steps)
+        src = [_relative_depth_index(r.hidden.shape[1], n_steps) for r in reduced]
+        hidden, mask = pad_targets([r.hidden[:, s] for r, s in zip(reduced, src)], self.n_pcs,
+                                   [r.mask[s] for r, s in zip(reduced, src)])
+        return Bunch(hidden=hidden, mask=mask, output_shape=tuple(shape),
                      n_steps=hidden.shape[2])
 
     def meta_params(self, probes, targets, *, n_components, hidden_size, cell):

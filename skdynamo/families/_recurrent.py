@@ -21,7 +21,7 @@ from ..nn import ConditionedRNN
 from ._base import ModelFamily
 
 __all__ = ["RecurrentFamily", "record", "record_population", "recurrent_layers",
-           "check_trajectories"]
+           "check_trajectories", "check_trajectory", "check_output_shapes"]
 
 
 def recurrent_layers(model):
@@ -168,28 +168,39 @@ def _record_indexed(index, model, inputs, recorder="auto"):
     return record(model, inputs, recorder=recorder)
 
 
-def check_trajectories(trajectories, n_probes, n_timesteps, offset=0):
-    """Validate recorded trajectories against each other; errors name the model index."""
-    first = trajectories[0]
-    out_shape = first.outputs.shape[1:]
-    for i, tr in enumerate(trajectories):
-        idx = i + offset
-        if tr.hidden.shape[0] != n_probes:
-            raise ValueError(f"Model {idx} has {tr.hidden.shape[0]} recorded probes; expected "
-                             f"{n_probes} (one per probe input).")
-        if tr.hidden.shape[1] != n_timesteps:
-            raise ValueError(f"Model {idx}: hidden states have {tr.hidden.shape[1]} time steps; "
-                             f"the probe inputs have {n_timesteps}.")
-        if tr.outputs.shape[1:] != out_shape:
-            raise ValueError(f"Model {idx} has outputs of shape {tr.outputs.shape[1:]} per "
+def check_trajectory(index, trajectory, n_probes, n_timesteps):
+    """Validate one recorded trajectory against the probes; errors name model ``index``."""
+    tr = trajectory
+    if tr.hidden.shape[0] != n_probes:
+        raise ValueError(f"Model {index} has {tr.hidden.shape[0]} recorded probes; expected "
+                         f"{n_probes} (one per probe input).")
+    if tr.hidden.shape[1] != n_timesteps:
+        raise ValueError(f"Model {index}: hidden states have {tr.hidden.shape[1]} time steps; "
+                         f"the probe inputs have {n_timesteps}.")
+    for what, arr in (("hidden states", tr.hidden), ("outputs", tr.outputs)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"Model {index} produced non-finite (NaN or infinite) {what} on "
+                             "the probe inputs.")
+        check_magnitude(index, what, arr)
+
+
+def check_output_shapes(outputs, offset=0):
+    """The shared output shape per probe of members' ``outputs`` arrays (errors name the
+    first member whose shape differs from model 0's)."""
+    out_shape = outputs[0].shape[1:]
+    for i, o in enumerate(outputs):
+        if o.shape[1:] != out_shape:
+            raise ValueError(f"Model {i + offset} has outputs of shape {o.shape[1:]} per "
                              f"probe, but model 0 has {out_shape}: all models of a population "
                              "must share the output space.")
-        for what, arr in (("hidden states", tr.hidden), ("outputs", tr.outputs)):
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"Model {idx} produced non-finite (NaN or infinite) {what} on "
-                                 "the probe inputs.")
-            check_magnitude(idx, what, arr)
     return out_shape
+
+
+def check_trajectories(trajectories, n_probes, n_timesteps, offset=0):
+    """Validate recorded trajectories against each other; errors name the model index."""
+    for i, tr in enumerate(trajectories):
+        check_trajectory(i + offset, tr, n_probes, n_timesteps)
+    return check_output_shapes([t.outputs for t in trajectories], offset)
 
 
 @torch.no_grad()
@@ -279,10 +290,17 @@ class RecurrentFamily(ModelFamily):
     def record_member(self, index, model, probes):
         return record(model, probes, recorder=self.recorder)
 
-    def targets(self, recordings, probes, train_idx):
-        shape = check_trajectories(recordings, len(probes), probes.shape[1])
-        reduced = [reduce_hidden(t.hidden, train_idx, self.n_pcs) for t in recordings]
-        hidden, mask = pad_targets(reduced, max(r.shape[-1] for r in reduced))
+    def check_member(self, index, recording, probes):
+        check_trajectory(index, recording, len(probes), probes.shape[1])
+
+    def reduce_member(self, recording, train_idx):
+        return Bunch(hidden=reduce_hidden(recording.hidden, train_idx, self.n_pcs),
+                     outputs=recording.outputs)
+
+    def combine_targets(self, reduced):
+        shape = check_output_shapes([r.outputs for r in reduced])
+        hidden, mask = pad_targets([r.hidden for r in reduced],
+                                   max(r.hidden.shape[-1] for r in reduced))
         return Bunch(hidden=hidden, mask=mask, output_shape=tuple(shape),
                      n_steps=hidden.shape[2])
 

@@ -355,12 +355,14 @@ def build_meta_model(kind: str, **params: Any) -> nn.Module:
 class DynamoModule(nn.Module):
     """Training-time module: meta-model, embedding table and per-model linear maps.
 
-    A batch of probes is run for every model at once; the per-model maps ``V_n`` take
-    the meta-model's states to each model's PCA-reduced hidden states. A recurrent
-    meta-model has one map per model shared over time; a convolutional one has one map
-    per model *and layer* (layers differ in meaning). The maps start at zero and
-    ``theta`` starts from the given table, so two models with the same
-    (reparameterisation-invariant) targets follow the same training trajectory.
+    A training batch is a set of (model, probe) pairs, each run at its model's embedding;
+    the per-model maps ``V_n`` take the meta-model's states to each model's PCA-reduced
+    hidden states. A recurrent meta-model has one map per model shared over time; a
+    convolutional one has one map per model *and layer* (layers differ in meaning). The
+    maps start at zero and ``theta`` starts from the given table, so two models with the
+    same (reparameterisation-invariant) targets follow the same training trajectory
+    whenever they are in the same batches on the same probes
+    (:class:`skdynamo._net.PairSampler`).
 
     Parameters
     ----------
@@ -399,34 +401,42 @@ class DynamoModule(nn.Module):
                  else torch.as_tensor(output_scale, dtype=torch.float32))
         self.register_buffer("output_scale", scale)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run a batch of probes for every model at once.
+    def forward(self, x: torch.Tensor, models: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run (model, probe) pairs, or a batch of probes for every model.
 
         Parameters
         ----------
         x : torch.Tensor of shape (batch, ...)
             Probe sequences or images.
+        models : torch.Tensor of int, shape (batch,), default=None
+            The model of each probe: probe ``i`` is run at ``embeddings[models[i]]`` and
+            mapped by that model's ``V_n`` (a training batch of (model, probe) pairs).
+            ``None`` runs every probe for every model.
 
         Returns
         -------
-        outputs : torch.Tensor of shape (n_models, batch, ...)
-            The meta-model's outputs at each model's embedding.
-        hidden : torch.Tensor of shape (n_models, batch, time, n_targets)
-            Its states mapped by each model's ``V_n`` (masked where a model has fewer
+        outputs : torch.Tensor of shape (rows, probes, ...)
+            The meta-model's outputs, models first: ``(batch, 1, ...)`` for pairs (one
+            probe per row), ``(n_models, batch, ...)`` without ``models``.
+        hidden : torch.Tensor of shape (rows, probes, time, n_targets)
+            Its states mapped by each row's ``V_n`` (masked where a model has fewer
             components).
         """
-        n_models = self.embeddings.shape[0]
-        batch = x.shape[0]
-        xx = x[None].expand(n_models, *x.shape).reshape(-1, *x.shape[1:])
-        theta = self.embeddings.repeat_interleave(batch, dim=0)
-        y, g = self.meta(xx, theta)
-        y = y.view(n_models, batch, *y.shape[1:])
-        g = g.view(n_models, batch, *g.shape[1:])
+        if models is None:
+            n_models, batch = self.embeddings.shape[0], x.shape[0]
+            models = torch.arange(n_models, device=x.device).repeat_interleave(batch)
+            x = x[None].expand(n_models, *x.shape).reshape(-1, *x.shape[1:])
+            rows = (n_models, batch)
+        else:
+            rows = (x.shape[0], 1)
+        y, g = self.meta(x, self.embeddings[models])
+        weight, bias, mask = self.map_weight[models], self.map_bias[models], self.target_mask[models]
         if self.meta.per_step_maps:
-            h = torch.einsum("nbth,ntkh->nbtk", g, self.map_weight) + self.map_bias[:, None]
-            return y, h * self.target_mask[:, None]
-        h = torch.einsum("nbth,nkh->nbtk", g, self.map_weight) + self.map_bias[:, None, None]
-        return y, h * self.target_mask[:, None, None]
+            h = (torch.einsum("rth,rtkh->rtk", g, weight) + bias) * mask
+        else:
+            h = (torch.einsum("rth,rkh->rtk", g, weight) + bias[:, None]) * mask[:, None]
+        return y.view(*rows, *y.shape[1:]), h.view(*rows, *h.shape[1:])
 
 
 class EmulatedNetwork(nn.Module):

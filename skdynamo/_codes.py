@@ -177,15 +177,15 @@ def candidate_scores(meta, probes, candidates, outputs, hidden, scale, *, loss,
         else:
             ga, hf = _augment(g_c).flatten(1, 2), hidden.flatten(1, 2)      # (C,N,J), (M,N,k)
             b = torch.einsum("cnj,mnk->mcjk", ga, hf)
+        # The residual is a difference of near-equal sums: solved and summed in float64.
         mu = ridge * ga.shape[-2]
-        eye = torch.eye(ga.shape[-1], dtype=ga.dtype, device=ga.device)
-        a_inv = torch.linalg.inv(ga.transpose(-1, -2) @ ga + mu * eye)
-        w = a_inv @ b
-        resid = (hf ** 2).sum((-2, -1)).view(m, 1, -1) - ((w * b).sum((-2, -1))
-                                                          + mu * (w ** 2).sum((-2, -1))
-                                                          ).reshape(m, c, -1)
+        ga64, b = ga.double(), b.double()
+        eye = torch.eye(ga.shape[-1], dtype=torch.float64, device=ga.device)
+        w = torch.linalg.solve(ga64.transpose(-1, -2) @ ga64 + mu * eye, b)
+        resid = ((hf.double() ** 2).sum((-2, -1)).view(m, 1, -1)
+                 - ((w * b).sum((-2, -1)) + mu * (w ** 2).sum((-2, -1))).reshape(m, c, -1))
         n_points = hidden.shape[1] * hidden.shape[2]
-        hid = resid.sum(-1).clamp_min(0.0) / n_points
+        hid = (resid.sum(-1).clamp_min(0.0) / n_points).to(out.dtype)
         return out + loss.hidden_weight * hid + loss.penalty(candidates)[None]
 
 

@@ -21,10 +21,10 @@ N = 100, 1,000 : members derived cheaply from the 36 trained networks (27 member
 
 Figures
 -------
-record / search ms per model : wall time of ``emb.record(models)`` (running the networks on
-    the 256 probes), and of ``emb.transform(models)`` minus that (PCA targets and the
-    embedding search), divided by the number of models; ``--threads`` torch threads,
-    ``n_jobs=None``.
+record / search ms per model : wall time of ``emb.record`` (running the networks on the
+    256 probes, 100 models at a time), and of ``emb.transform(models)`` minus that (PCA
+    targets and the embedding search), divided by the number of models; ``--threads``
+    torch threads, ``n_jobs=None``. Peak RSS is the process's maximum so far.
 quality vs the previous search : the previous default search (every candidate scored, the
     2 best refined by 40 Adam steps at learning rate 0.05 on all 32 search probes:
     ``fit_codes(..., n_starts=2, max_iter=40, lr=0.05, n_refine=32)``, recording
@@ -42,6 +42,7 @@ import argparse
 import copy
 import json
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -115,7 +116,8 @@ def held_out_r2(emb, models, theta):
 
 def timed_transform(emb, models):
     t0 = time.perf_counter()
-    emb.record(models)
+    for i in range(0, len(models), 100):                # blocks: bounded memory
+        emb.record(models[i:i + 100])
     record_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     theta = emb.transform(models)
@@ -212,8 +214,11 @@ def main():
         print(f"\n[N={n}] transform {rec_ms + search_ms:.1f} ms per model: recording "
               f"{rec_ms:.1f} + targets and search {search_ms:.1f} ({threads} threads); "
               f"exact twins: max distance / mean distance {twin:.2e}", flush=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"  process peak RSS so far {peak:.0f} MB")
         row = dict(n=n, record_ms_per_model=rec_ms, search_ms_per_model=search_ms,
-                   total_ms_per_model=rec_ms + search_ms, twin_distance_max=float(twin))
+                   total_ms_per_model=rec_ms + search_ms, twin_distance_max=float(twin),
+                   peak_rss_mb=peak)
         k = min(args.reference, n)
         pick = np.random.RandomState(n).choice(n, k, replace=False)
         row["reference"] = compare(emb, [models[i] for i in pick], theta[pick], scale,

@@ -6,7 +6,7 @@
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.cluster import KMeans
 from sklearn.utils import Bunch
 
@@ -242,10 +242,10 @@ def embed_chunk(meta, probes, outputs, hidden, scale, candidates, *, loss, n_sta
 
 
 def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, loss, n_starts=1,
-              max_iter=3, lr=SEARCH_LR, n_refine=8, chunk=64, n_jobs=None):
+              max_iter=3, lr=SEARCH_LR, n_refine=8, chunk=None, n_jobs=None):
     """Find each model's embedding with the meta-model frozen, in chunks of models.
 
-    Each chunk of ``chunk`` models is embedded by :func:`embed_chunk` (candidates scored
+    Each chunk of models is embedded by :func:`embed_chunk` (candidates scored
     in closed form on all ``probes``, the ``n_starts`` best refined by ``max_iter`` Adam
     steps on ``n_refine`` of them, each model's map ``V`` re-solved in closed form at
     every step: variable projection). Chunks run through joblib (threads by default,
@@ -256,6 +256,8 @@ def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, loss, n_start
     probes : tensor (P, T, F); outputs : tensor (M, P, ...); hidden : tensor (M, P, T, k)
     scale : tensor (M,); candidates : tensor (C, d)
     loss : DynamoLoss
+    chunk : int, default=None
+        Models per chunk; ``None``: at most 64, and at least one chunk per joblib worker.
 
     Returns
     -------
@@ -264,6 +266,8 @@ def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, loss, n_start
     for p in meta.parameters():
         p.requires_grad_(False)
     n_models = outputs.shape[0]
+    if chunk is None:
+        chunk = max(1, min(64, -(-n_models // effective_n_jobs(n_jobs))))
     parts = Parallel(n_jobs=n_jobs, prefer="threads")(
         delayed(embed_chunk)(meta, probes, outputs[i:i + chunk], hidden[i:i + chunk],
                              scale[i:i + chunk], candidates, loss=loss, n_starts=n_starts,

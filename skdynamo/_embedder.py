@@ -6,6 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.utils import Bunch, check_random_state
@@ -506,32 +507,43 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return self
 
     def _embed(self, X, scores=True):
-        """Embed unseen models; returns (theta, scores on held-out probes or None)."""
+        """Embed unseen models; returns (theta, scores on held-out probes or None).
+
+        Models are recorded and searched block by block (64 per joblib worker), so the
+        raw recordings of only one block are held at a time.
+        """
         check_is_fitted(self)
         models = check_models(X)
         family, loss = self._current_family(), self._current_loss()
         probes = family.check_probes(self.probe_inputs_, models)
-        rec = family.record_targets(models, probes, self._train_idx,
-                                    output_shape=self._output_shape)
-        outputs, hidden, scales = rec.outputs, rec.hidden, rec.scales
         tr, va = self._train_idx, self._valid_idx
         t = self._torch
-        candidates = search_candidates(self.embeddings_)
+        candidates = t(search_candidates(self.embeddings_))
         # A fixed subset of training probes keeps the per-step cost independent of P.
         n_sub = family.n_search_probes
         sub = tr[np.linspace(0, len(tr) - 1, min(len(tr), n_sub)).astype(int)]
-        theta, _ = fit_codes(
-            self.meta_model_, t(probes[sub]), t(outputs[:, sub]), t(hidden[:, sub]),
-            t(scales), t(candidates), loss=loss, n_starts=self.n_starts,
-            max_iter=self.transform_max_iter, n_refine=family.n_refine_probes,
-            n_jobs=self.n_jobs)
-        theta = theta.astype(np.float64)
+        block = 64 * effective_n_jobs(self.n_jobs)
+        thetas, parts = [], []
+        for start in range(0, len(models), block):
+            rec = family.record_targets(models[start:start + block], probes, tr,
+                                        output_shape=self._output_shape)
+            outputs, hidden, scales = rec.outputs, rec.hidden, rec.scales
+            theta, _ = fit_codes(
+                self.meta_model_, t(probes[sub]), t(outputs[:, sub]), t(hidden[:, sub]),
+                t(scales), candidates, loss=loss, n_starts=self.n_starts,
+                max_iter=self.transform_max_iter, n_refine=family.n_refine_probes,
+                n_jobs=self.n_jobs)
+            thetas.append(theta.astype(np.float64))
+            if scores:
+                train = (t(probes[tr]), t(outputs[:, tr]), t(hidden[:, tr]))
+                valid = (t(probes[va]), t(outputs[:, va]), t(hidden[:, va]))
+                parts.append(emulation_r2(self.meta_model_, t(theta), train, valid,
+                                          loss=loss))
+        theta = np.concatenate(thetas)
         if not scores:
             return theta, None
-        train = (t(probes[tr]), t(outputs[:, tr]), t(hidden[:, tr]))
-        valid = (t(probes[va]), t(outputs[:, va]), t(hidden[:, va]))
-        out_r2, hid_r2, agree = emulation_r2(self.meta_model_, t(theta), train, valid,
-                                             loss=loss)
+        out_r2, hid_r2, agree = (None if parts[0][i] is None else
+                                 np.concatenate([p[i] for p in parts]) for i in range(3))
         return theta, _scores(out_r2, hid_r2, agree)
 
     def transform(self, X: Models) -> np.ndarray:

@@ -2,6 +2,9 @@
 
 :func:`multi_start_search` is the one multi-start search of the embedding space, shared by
 ``transform`` (:func:`fit_codes`) and :class:`~skdynamo.DynamoSemiSupervised`.
+``transform`` scores every candidate for every model in one batched closed-form call
+(:func:`candidate_scores`), refines the best few steps (:func:`embed_chunk`) and runs its
+chunks of models through joblib (:func:`fit_codes`).
 """
 
 import numpy as np
@@ -211,7 +214,7 @@ def embed_chunk(meta, probes, outputs, hidden, scale, candidates, *, loss, n_sta
 
     Every candidate is scored on all ``probes`` in one call (:func:`candidate_scores`);
     the ``n_starts`` best per model are refined together by Adam for ``max_iter`` steps
-    on ``n_refine`` of the probes (evenly spaced) (:func:`multi_start_search`), and each refined
+    on ``n_refine`` evenly spaced probes (:func:`multi_start_search`), and each refined
     start is re-scored on all ``probes``; the lowest loss wins, the best candidate
     included, so refinement on fewer probes can only improve the result on all of them.
 

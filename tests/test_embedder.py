@@ -318,6 +318,22 @@ def test_transform_rejects_another_output_space(tiny_fitted):
         tiny_fitted.transform([RecurrentNetwork(3, 2, hidden_size=8)])
 
 
+def test_many_models_are_embedded_block_by_block_as_one_by_one(tiny_fitted, tiny_models):
+    # 70 recordings (more than one block of 64): the blocks change nothing
+    recorded = tiny_fitted.record(tiny_models)
+    rng = np.random.RandomState(0)
+    many = [Trajectories(r.hidden * rng.uniform(0.5, 2.0), r.outputs)
+            for r in recorded for _ in range(24)][:70]
+    whole = tiny_fitted.emulation_report(many)
+    head, tail = tiny_fitted.emulation_report(many[:64]), tiny_fitted.emulation_report(many[64:])
+    assert whole.embeddings.shape == (70, 2) and whole.output_r2.shape == (70,)
+    np.testing.assert_allclose(whole.embeddings, np.vstack([head.embeddings, tail.embeddings]),
+                               atol=1e-6)
+    np.testing.assert_allclose(whole.output_r2, np.concatenate([head.output_r2,
+                                                                tail.output_r2]), atol=1e-6)
+    np.testing.assert_array_equal(tiny_fitted.transform(many), whole.embeddings)
+
+
 def test_unfitted_transform_raises(tiny_models):
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):

@@ -2,14 +2,24 @@
 
 :func:`multi_start_search` is the one multi-start search of the embedding space, shared by
 ``transform`` (:func:`fit_codes`) and :class:`~skdynamo.DynamoSemiSupervised`.
+``transform`` scores every candidate for every model in one batched closed-form call
+(:func:`candidate_scores`), refines the best few steps (:func:`embed_chunk`) and runs its
+chunks of models through joblib (:func:`fit_codes`).
 """
 
 import numpy as np
 import torch
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.cluster import KMeans
 from sklearn.utils import Bunch
 
-__all__ = ["fit_codes", "ridge_maps", "emulation_r2", "multi_start_search", "search_candidates"]
+__all__ = ["fit_codes", "embed_chunk", "candidate_scores", "ridge_maps", "emulation_r2",
+           "multi_start_search", "search_candidates"]
+
+
+#: Adam learning rate of ``transform``'s refinement: steps of about 1% of the spread of
+#: unit-RMS embeddings, small enough that a few steps refine a good candidate.
+SEARCH_LR = 0.01
 
 
 def _augment(g):
@@ -71,7 +81,8 @@ def search_candidates(embeddings):
     return embeddings
 
 
-def multi_start_search(objective, candidates, *, n_starts, max_iter, lr, score_chunk=None):
+def multi_start_search(objective, candidates, *, n_starts, max_iter, lr, score_chunk=None,
+                       scores=None):
     """Minimise ``objective`` over embeddings from the best of ``candidates``.
 
     Every candidate is scored first; the ``n_starts`` best per problem are refined
@@ -88,16 +99,21 @@ def multi_start_search(objective, candidates, *, n_starts, max_iter, lr, score_c
     lr : float
     score_chunk : int, default=None
         Candidates scored per call (all at once if None).
+    scores : tensor of shape (M, C), default=None
+        The candidates' losses, when already computed (then ``objective`` is not called
+        on the candidates).
 
     Returns
     -------
     Bunch
-        ``theta`` (M, d) and ``loss`` (M,) of the winners, ``starts`` (M, S, d) and the
-        final ``losses`` (M, S) of every refined start.
+        ``theta`` (M, d) and ``loss`` (M,) of the winners, ``starts`` (M, S, d), the
+        refined starts ``starts_refined`` (M, S, d) and their final ``losses`` (M, S).
     """
     cand = candidates[None]
     with torch.no_grad():
-        if score_chunk is None:
+        if scores is not None:
+            cand_loss = scores
+        elif score_chunk is None:
             cand_loss = objective(cand)
         else:
             cand_loss = torch.cat([objective(cand[:, i:i + score_chunk])
@@ -120,23 +136,131 @@ def multi_start_search(objective, candidates, *, n_starts, max_iter, lr, score_c
         pick = final.argmin(1)
         rows = torch.arange(final.shape[0], device=final.device)
         return Bunch(theta=theta[rows, pick].detach(), loss=final[rows, pick],
-                     starts=starts, losses=final)
+                     starts=starts, starts_refined=theta.detach(), losses=final)
 
 
-def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, loss, n_starts=3,
-              max_iter=100, lr=0.05, chunk=16):
-    """Find each model's embedding with the meta-model frozen.
+def candidate_scores(meta, probes, candidates, outputs, hidden, scale, *, loss,
+                     ridge=1e-3):
+    """Loss of every model at every candidate embedding, in one batched call: (M, C).
 
-    Every candidate (training embeddings or their cluster centres) is scored first; the
-    ``n_starts`` best per model are refined together by Adam, with each model's map ``V``
-    re-solved in closed form at every step (variable projection). The best start wins
-    (:func:`multi_start_search`).
+    The meta-model runs once at each candidate on ``probes`` (model-independent); each
+    model's map ``V`` is then solved in closed form against the candidate's states, and
+    its hidden residual is read off the normal equations without forming the
+    reconstruction: with ``A = G^T G + mu I``, ``b = G^T h`` and ``W = A^-1 b``,
+    ``|h - G W|^2 = |h|^2 - <W, b> - mu |W|^2``. Equal to the search's objective
+    (:func:`ridge_maps`, ``loss.per_model`` and the penalty) at each candidate.
+
+    Parameters
+    ----------
+    meta : nn.Module
+        The frozen meta-model.
+    probes : tensor (P, ...)
+    candidates : tensor (C, d)
+    outputs : tensor (M, P, ...); hidden : tensor (M, P, T, k); scale : tensor (M,)
+    loss : DynamoLoss
+    ridge : float, default=1e-3
+        Ridge of the maps, as in :func:`ridge_maps`.
+
+    Returns
+    -------
+    tensor of shape (M, C)
+    """
+    with torch.no_grad():
+        y_c, g_c = _run(meta, probes, candidates[None])
+        y_c, g_c = y_c[0], g_c[0]                                   # (C, P, ...), (C, P, T, H)
+        m, c = outputs.shape[0], candidates.shape[0]
+        y_hat = loss.emulated_outputs(y_c[None].expand(m, *y_c.shape))
+        y_hat = y_hat.reshape(m * c, *y_hat.shape[2:])
+        y = outputs[:, None].expand(m, c, *outputs.shape[1:]).reshape(m * c, *outputs.shape[1:])
+        out = loss.output(y_hat, y, scale.repeat_interleave(c)).view(m, c)
+        # One normal-equation system per candidate (and per step for per-step maps).
+        if meta.per_step_maps:
+            ga, hf = _augment(g_c).transpose(1, 2), hidden.transpose(1, 2)  # (C,T,P,J), (M,T,P,k)
+            b = torch.einsum("ctpj,mtpk->mctjk", ga, hf)
+        else:
+            ga, hf = _augment(g_c).flatten(1, 2), hidden.flatten(1, 2)      # (C,N,J), (M,N,k)
+            b = torch.einsum("cnj,mnk->mcjk", ga, hf)
+        # The residual is a difference of near-equal sums: solved and summed in float64.
+        mu = ridge * ga.shape[-2]
+        ga64, b = ga.double(), b.double()
+        eye = torch.eye(ga.shape[-1], dtype=torch.float64, device=ga.device)
+        w = torch.linalg.solve(ga64.transpose(-1, -2) @ ga64 + mu * eye, b)
+        resid = ((hf.double() ** 2).sum((-2, -1)).view(m, 1, -1)
+                 - ((w * b).sum((-2, -1)) + mu * (w ** 2).sum((-2, -1))).reshape(m, c, -1))
+        n_points = hidden.shape[1] * hidden.shape[2]
+        hid = (resid.sum(-1).clamp_min(0.0) / n_points).to(out.dtype)
+        return out + loss.hidden_weight * hid + loss.penalty(candidates)[None]
+
+
+def _chunk_objective(meta, probes, y_m, h_m, s_m, loss):
+    """The search objective of ``m`` models on ``probes``: theta (1 or m, S, d) -> (m, S)."""
+    per_step = meta.per_step_maps
+    m = y_m.shape[0]
+    expand = lambda a, s: a[:, None].expand(a.shape[0], s, *a.shape[1:])  # noqa: E731
+
+    def objective(theta):
+        y_hat, g = _run(meta, probes, theta)                 # (1 or m, S, P, T, .)
+        s = theta.shape[1]
+        value = _projected_loss(
+            y_hat.expand(m, *y_hat.shape[1:]), g.expand(m, *g.shape[1:]),
+            expand(y_m, s), expand(h_m, s), s_m, loss=loss, per_step=per_step)
+        return value + loss.penalty(theta)
+    return objective
+
+
+def embed_chunk(meta, probes, outputs, hidden, scale, candidates, *, loss, n_starts,
+                max_iter, lr, n_refine):
+    """Embeddings of one chunk of models: candidates scored, best starts refined.
+
+    Every candidate is scored on all ``probes`` in one call (:func:`candidate_scores`);
+    the ``n_starts`` best per model are refined together by Adam for ``max_iter`` steps
+    on ``n_refine`` evenly spaced probes (:func:`multi_start_search`), and each refined
+    start is re-scored on all ``probes``; the lowest loss wins, the best candidate
+    included, so refinement on fewer probes can only improve the result on all of them.
+
+    Returns
+    -------
+    theta : ndarray (M, d); loss : ndarray (M,)
+        Loss on all ``probes``.
+    """
+    scores = candidate_scores(meta, probes, candidates, outputs, hidden, scale, loss=loss)
+    best = scores.argmin(1)
+    theta, value = candidates[best], scores.gather(1, best[:, None])[:, 0]
+    if max_iter > 0:
+        step = max(1, len(probes) // max(1, n_refine))      # n_refine probes, spread out
+        sub = slice(0, step * n_refine, step)
+        found = multi_start_search(
+            _chunk_objective(meta, probes[sub], outputs[:, sub], hidden[:, sub], scale,
+                             loss),
+            candidates, n_starts=n_starts, max_iter=max_iter, lr=lr, scores=scores)
+        with torch.no_grad():
+            refined = _chunk_objective(meta, probes, outputs, hidden, scale,
+                                       loss)(found.starts_refined)
+        pick = refined.argmin(1)
+        rows = torch.arange(len(pick), device=pick.device)
+        better = refined[rows, pick] < value
+        theta = torch.where(better[:, None], found.starts_refined[rows, pick], theta)
+        value = torch.where(better, refined[rows, pick], value)
+    return theta.cpu().numpy(), value.cpu().numpy()
+
+
+def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, loss, n_starts=1,
+              max_iter=3, lr=SEARCH_LR, n_refine=8, chunk=None, n_jobs=None):
+    """Find each model's embedding with the meta-model frozen, in chunks of models.
+
+    Each chunk of models is embedded by :func:`embed_chunk` (candidates scored
+    in closed form on all ``probes``, the ``n_starts`` best refined by ``max_iter`` Adam
+    steps on ``n_refine`` of them, each model's map ``V`` re-solved in closed form at
+    every step: variable projection). Chunks run through joblib (threads by default,
+    ``n_jobs`` workers), so a ``joblib.parallel_config`` backend can spread them.
 
     Parameters
     ----------
     probes : tensor (P, T, F); outputs : tensor (M, P, ...); hidden : tensor (M, P, T, k)
     scale : tensor (M,); candidates : tensor (C, d)
     loss : DynamoLoss
+    chunk : int, default=None
+        Models per chunk; ``None``: at most 64, and at least one chunk per joblib worker.
 
     Returns
     -------
@@ -144,28 +268,15 @@ def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, loss, n_start
     """
     for p in meta.parameters():
         p.requires_grad_(False)
-    per_step = meta.per_step_maps
     n_models = outputs.shape[0]
-    expand = lambda a, s: a[:, None].expand(a.shape[0], s, *a.shape[1:])  # noqa: E731
-    thetas, losses = [], []
-    for start in range(0, n_models, chunk):
-        sl = slice(start, start + chunk)
-        y_m, h_m, s_m = outputs[sl], hidden[sl], scale[sl]
-        m = y_m.shape[0]
-
-        def objective(theta, y_m=y_m, h_m=h_m, s_m=s_m, m=m):
-            y_hat, g = _run(meta, probes, theta)                 # (1 or m, S, P, T, .)
-            s = theta.shape[1]
-            value = _projected_loss(
-                y_hat.expand(m, *y_hat.shape[1:]), g.expand(m, *g.shape[1:]),
-                expand(y_m, s), expand(h_m, s), s_m, loss=loss, per_step=per_step)
-            return value + loss.penalty(theta)
-
-        found = multi_start_search(objective, candidates, n_starts=n_starts,
-                                   max_iter=max_iter, lr=lr)
-        thetas.append(found.theta.cpu().numpy())
-        losses.append(found.loss.cpu().numpy())
-    return np.concatenate(thetas), np.concatenate(losses)
+    if chunk is None:
+        chunk = max(1, min(64, -(-n_models // effective_n_jobs(n_jobs))))
+    parts = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(embed_chunk)(meta, probes, outputs[i:i + chunk], hidden[i:i + chunk],
+                             scale[i:i + chunk], candidates, loss=loss, n_starts=n_starts,
+                             max_iter=max_iter, lr=lr, n_refine=n_refine)
+        for i in range(0, n_models, chunk))
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.utils import Bunch, check_random_state
@@ -155,17 +156,25 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         stopped improving over several rate reductions.
     tol : float, default=1e-4
         Relative improvement of the held-out loss that counts as an improvement.
-    n_starts : int, default=2
-        Starting points refined per model in :meth:`transform`.
-    transform_max_iter : int, default=40
-        Optimisation steps per model in :meth:`transform`.
+    n_starts : int, default=1
+        Best-scoring candidates refined per model in :meth:`transform` (when
+        ``transform_max_iter > 0``).
+    transform_max_iter : int, default=3
+        Adam steps refining each start in :meth:`transform`. :meth:`transform` first
+        scores every candidate embedding (the training embeddings, or 32 k-means centres
+        of more than 64) for every model in one batched, closed-form call; the
+        ``n_starts`` best are then refined on a few probes, and the candidate or refined
+        start with the lowest loss on all search probes wins. ``0`` keeps the best
+        candidate. See :doc:`/transform` for the measured speed and quality.
     callbacks : list of skorch callbacks, default=None
         Extra callbacks for the training loop (cloned at each fit).
     device : str, default='cpu'
         Torch device for the meta-model (``'cuda'``, ``'auto'``...). Base models are
         recorded on their own device.
     n_jobs : int, default=None
-        Models recorded in parallel (joblib threads).
+        Models recorded in parallel, and chunks of models embedded in parallel by
+        :meth:`transform` (joblib threads unless a ``joblib.parallel_config`` backend
+        says otherwise).
     random_state : int, RandomState instance or None, default=None
         Seeds probes, the split, initialisation and batches. The global torch RNG is not
         touched.
@@ -284,7 +293,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                  cell="gru", n_pcs=10, hidden_weight=1.0, embedding_l2=1e-3,
                  output_loss="auto", meta_model="auto", layers="auto", spatial="pool",
                  max_epochs=200, lr=1e-2, batch_size=256,
-                 validation_fraction=0.2, patience=10, tol=1e-2, n_starts=2, transform_max_iter=40,
+                 validation_fraction=0.2, patience=10, tol=1e-2, n_starts=1, transform_max_iter=3,
                  callbacks=None, device="cpu", n_jobs=None, random_state=None, verbose=0):
         self.n_components = n_components
         self.probe_inputs = probe_inputs
@@ -525,30 +534,45 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.meta_model_ = meta_model.to(device)
         return self
 
-    def _embed(self, X):
-        """Embed unseen models; returns (theta, output_r2, hidden_r2) on held-out probes."""
+    def _embed(self, X, scores=True):
+        """Embed unseen models; returns (theta, scores on held-out probes or None).
+
+        Models are recorded and searched block by block (64 per joblib worker), so the
+        raw recordings of only one block are held at a time.
+        """
         check_is_fitted(self)
         models = check_models(X)
         family, loss = self._current_family(), self._current_loss()
         probes = family.check_probes(self.probe_inputs_, models)
-        rec = family.record_targets(models, probes, self._train_idx,
-                                    output_shape=self._output_shape)
-        outputs, hidden, scales = rec.outputs, rec.hidden, rec.scales
         tr, va = self._train_idx, self._valid_idx
         t = self._torch
-        candidates = search_candidates(self.embeddings_)
+        candidates = t(search_candidates(self.embeddings_))
         # A fixed subset of training probes keeps the per-step cost independent of P.
         n_sub = family.n_search_probes
         sub = tr[np.linspace(0, len(tr) - 1, min(len(tr), n_sub)).astype(int)]
-        theta, _ = fit_codes(
-            self.meta_model_, t(probes[sub]), t(outputs[:, sub]), t(hidden[:, sub]),
-            t(scales), t(candidates), loss=loss, n_starts=self.n_starts,
-            max_iter=self.transform_max_iter)
-        train = (t(probes[tr]), t(outputs[:, tr]), t(hidden[:, tr]))
-        valid = (t(probes[va]), t(outputs[:, va]), t(hidden[:, va]))
-        out_r2, hid_r2, agree = emulation_r2(self.meta_model_, t(theta), train, valid,
-                                             loss=loss)
-        return theta.astype(np.float64), _scores(out_r2, hid_r2, agree)
+        block = 64 * effective_n_jobs(self.n_jobs)
+        thetas, parts = [], []
+        for start in range(0, len(models), block):
+            rec = family.record_targets(models[start:start + block], probes, tr,
+                                        output_shape=self._output_shape)
+            outputs, hidden, scales = rec.outputs, rec.hidden, rec.scales
+            theta, _ = fit_codes(
+                self.meta_model_, t(probes[sub]), t(outputs[:, sub]), t(hidden[:, sub]),
+                t(scales), candidates, loss=loss, n_starts=self.n_starts,
+                max_iter=self.transform_max_iter, n_refine=family.n_refine_probes,
+                n_jobs=self.n_jobs)
+            thetas.append(theta.astype(np.float64))
+            if scores:
+                train = (t(probes[tr]), t(outputs[:, tr]), t(hidden[:, tr]))
+                valid = (t(probes[va]), t(outputs[:, va]), t(hidden[:, va]))
+                parts.append(emulation_r2(self.meta_model_, t(theta), train, valid,
+                                          loss=loss))
+        theta = np.concatenate(thetas)
+        if not scores:
+            return theta, None
+        out_r2, hid_r2, agree = (None if parts[0][i] is None else
+                                 np.concatenate([p[i] for p in parts]) for i in range(3))
+        return theta, _scores(out_r2, hid_r2, agree)
 
     def transform(self, X: Models) -> np.ndarray:
         """Embed models with the meta-model frozen (several starts, batched over models).
@@ -564,7 +588,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         embeddings : ndarray of shape (n_models, n_components)
             One embedding per model, in the order of ``X``.
         """
-        return self._embed(X)[0]
+        return self._embed(X, scores=False)[0]
 
     def score(self, X: Models, y: None = None) -> float:
         """Emulation quality of the given models, higher is better.

@@ -1,5 +1,6 @@
 """DynamoEmbedder: fidelity, reproducibility, transform/score/model_at and bad input."""
 
+import copy
 import warnings
 
 import numpy as np
@@ -87,6 +88,29 @@ def test_held_out_models_land_in_their_task_cluster(fitted_embedder, population,
     assert Zh.shape == (len(held_out_population.models), 2)
     predicted = np.array([cluster_task[c] for c in km.predict(Zh)])
     np.testing.assert_array_equal(predicted, held_out_population.task)
+
+
+def test_transform_puts_exact_twins_on_their_originals_point(fitted_embedder, population):
+    from skdynamo.datasets import permute_hidden_units
+    originals = population.models[:4]
+    twins = [permute_hidden_units(m, random_state=i) for i, m in enumerate(originals)]
+    Z = fitted_embedder.transform(list(originals) + twins)
+    spread = np.linalg.norm(fitted_embedder.embeddings_.std(0))
+    np.testing.assert_allclose(Z[4:], Z[:4], atol=1e-4 * spread)
+
+
+def test_transform_chunks_run_through_joblib_with_the_same_result(fitted_embedder,
+                                                                 population):
+    from joblib import parallel_config
+    emb = copy.deepcopy(fitted_embedder)
+    models = list(population.models)
+    alone = emb.transform(models)
+    with parallel_config(backend="threading"):
+        threads = emb.set_params(n_jobs=2).transform(models)
+    np.testing.assert_allclose(threads, alone, atol=1e-6)
+    # no refinement: each model gets the best candidate, one of the training embeddings
+    kept = emb.set_params(transform_max_iter=0).transform(models)
+    assert all(np.any(np.all(np.isclose(z, emb.embeddings_), axis=1)) for z in kept)
 
 
 def test_score_prefers_the_population_to_random_networks(fitted_embedder, population,
@@ -292,6 +316,22 @@ def test_bad_input_to_transform(case, tiny_fitted, tiny_models):
 def test_transform_rejects_another_output_space(tiny_fitted):
     with pytest.raises(ValueError, match="fitted on outputs of shape"):
         tiny_fitted.transform([RecurrentNetwork(3, 2, hidden_size=8)])
+
+
+def test_many_models_are_embedded_block_by_block_as_one_by_one(tiny_fitted, tiny_models):
+    # 70 recordings (more than one block of 64): the blocks change nothing
+    recorded = tiny_fitted.record(tiny_models)
+    rng = np.random.RandomState(0)
+    many = [Trajectories(r.hidden * rng.uniform(0.5, 2.0), r.outputs)
+            for r in recorded for _ in range(24)][:70]
+    whole = tiny_fitted.emulation_report(many)
+    head, tail = tiny_fitted.emulation_report(many[:64]), tiny_fitted.emulation_report(many[64:])
+    assert whole.embeddings.shape == (70, 2) and whole.output_r2.shape == (70,)
+    np.testing.assert_allclose(whole.embeddings, np.vstack([head.embeddings, tail.embeddings]),
+                               atol=1e-6)
+    np.testing.assert_allclose(whole.output_r2, np.concatenate([head.output_r2,
+                                                                tail.output_r2]), atol=1e-6)
+    np.testing.assert_array_equal(tiny_fitted.transform(many), whole.embeddings)
 
 
 def test_unfitted_transform_raises(tiny_models):

@@ -67,7 +67,11 @@ class ModelFamily(ABC):
     standalone_class : type
         What :meth:`bake` returns (a plain ``nn.Module`` with ``config``).
     n_search_probes : int
-        Training probes used by ``transform``'s embedding search.
+        Training probes used by ``transform``'s embedding search (candidates scored and
+        the winner chosen on all of them).
+    n_refine_probes : int
+        The first of those on which ``transform`` refines its best starts by gradient
+        steps.
     """
 
     name = None
@@ -75,6 +79,7 @@ class ModelFamily(ABC):
     meta_class = None
     standalone_class = None
     n_search_probes = 32
+    n_refine_probes = 8
 
     def __init__(self, *, recorder: str | Callable = "auto", n_pcs: int = 10, layers: Any = "auto",
                  spatial: str | int | tuple[int, int] = "pool", n_jobs: int | None = None,

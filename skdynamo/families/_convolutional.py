@@ -559,6 +559,7 @@ class ConvolutionalFamily(ModelFamily):
     standalone_class = StandaloneCNN
     # An image is one step per layer, so CNNs take more images for their per-layer maps.
     n_search_probes = 128
+    n_refine_probes = 32
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)

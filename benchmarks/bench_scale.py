@@ -263,10 +263,18 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, default=None,
                         help="smoke runs only (default: the estimator's)")
+    parser.add_argument("--table", action="store_true",
+                        help="print the table of the stored results and run nothing")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.threads, args.max_epochs)
+    if args.table:
+        runs = json.loads(RESULTS.read_text())["runs"]
+        print(HEADER)
+        for _, r in sorted((int(k), v) for k, v in runs.items()):
+            print(_row(r))
+        return None
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
     from _provenance import provenance

@@ -124,6 +124,13 @@ class ModelFamily(ABC):
         raise ValueError(f"probe_inputs=None: {self.name} models need probe inputs; pass "
                          "probe_inputs=, ideally the task's own inputs.")
 
+    def augment_probes(self, probes, n, rng):
+        """``n`` perturbed or denser versions of ``probes`` (a fit's training probes),
+        recorded and trained on beside them (``DynamoEmbedder(probe_augmentation=...)``),
+        seeded by ``rng``. A family without a rule raises a ValueError."""
+        raise ValueError(f"probe_augmentation: {self.name} models have no probe "
+                         "augmentation; pass probe_augmentation=0.")
+
     # ------------------------------------------------------------------ recording, targets
     @abstractmethod
     def record_member(self, index, model, probes):

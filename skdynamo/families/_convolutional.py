@@ -27,6 +27,7 @@ import torch
 from sklearn.utils import Bunch
 from torch import nn
 
+from .._augment import augment_images
 from .._guards import check_magnitude
 from .._recording import Trajectories, probe_batches, record_each, recording
 from .._standalone import StandaloneCNN
@@ -582,6 +583,10 @@ class ConvolutionalFamily(ModelFamily):
             "probe_inputs=None: convolutional models need probe images. Pass "
             "probe_inputs=, an array of shape (n_images, channels, height, width), "
             "ideally held-out images of the task.")
+
+    def augment_probes(self, probes, n, rng):
+        # Noisy, shifted and blended images.
+        return augment_images(probes, n, rng)
 
     def record_member(self, index, model, probes):
         recorder = None if self.recorder == "auto" else self.recorder

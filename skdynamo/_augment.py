@@ -13,25 +13,23 @@ from numbers import Integral
 import numpy as np
 from torch import nn
 
-__all__ = ["n_augmented", "augment_sequences", "augment_images", "AUTO_FACTOR"]
+__all__ = ["n_augmented", "augment_sequences", "augment_images"]
 
-#: ``probe_augmentation='auto'``: augmented probes per training probe.
-AUTO_FACTOR = 1
 #: Noise added by the noise perturbation, as a fraction of each feature's spread.
 NOISE_SCALE = 0.2
 
 
-def n_augmented(probe_augmentation, n_train, models):
+def n_augmented(probe_augmentation, n_train, models, family):
     """Number of augmented probes a fit adds to its ``n_train`` training probes.
 
-    ``'auto'`` adds :data:`AUTO_FACTOR` per training probe when every member is a module
-    (recordings cannot be run on new probes, so a population with a ``Trajectories``
-    member is not augmented); an int is that number (0: none), and a ValueError names
-    the first recorded member when one cannot be run on them.
+    ``'auto'`` adds ``family.auto_augmentation`` per training probe when every member
+    is a module (recordings cannot be run on new probes, so a population with a
+    ``Trajectories`` member is not augmented); an int is that number (0: none), and a
+    ValueError names the first recorded member when one cannot be run on them.
     """
     recorded = next((i for i, m in enumerate(models) if not isinstance(m, nn.Module)), None)
     if probe_augmentation == "auto":
-        return 0 if recorded is not None else AUTO_FACTOR * int(n_train)
+        return 0 if recorded is not None else int(family.auto_augmentation * n_train)
     n = int(probe_augmentation)
     if n > 0 and recorded is not None:
         raise ValueError(

@@ -9,7 +9,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 import skdynamo._embedder as embedder_module
 from skdynamo import DynamoEmbedder, Trajectories
-from skdynamo._augment import AUTO_FACTOR, augment_images, augment_sequences, n_augmented
+from skdynamo._augment import augment_images, augment_sequences, n_augmented
+from skdynamo.families import ConvolutionalFamily, RecurrentFamily, TransformerFamily
 from skdynamo.datasets import CausalTransformer, ConvNetwork, make_random_probes
 
 from conftest import tiny_embedder
@@ -65,13 +66,15 @@ def test_augmenters_refuse_a_bad_count(pulses, bad):
 
 
 def test_n_augmented_auto_counts_and_recordings(tiny_models):
-    assert n_augmented("auto", 10, tiny_models) == AUTO_FACTOR * 10
-    assert n_augmented(0, 10, tiny_models) == 0
-    assert n_augmented(7, 10, tiny_models) == 7
+    rnn = RecurrentFamily()
+    assert n_augmented("auto", 10, tiny_models, rnn) == 10
+    assert n_augmented("auto", 10, tiny_models, ConvolutionalFamily()) == 0
+    assert n_augmented(0, 10, tiny_models, rnn) == 0
+    assert n_augmented(7, 10, tiny_models, rnn) == 7
     rec = Trajectories(np.zeros((12, 10, 4), np.float32), np.zeros((12, 10, 3), np.float32))
-    assert n_augmented("auto", 10, [*tiny_models, rec]) == 0
+    assert n_augmented("auto", 10, [*tiny_models, rec], rnn) == 0
     with pytest.raises(ValueError, match="model 3 is a Trajectories"):
-        n_augmented(5, 10, [*tiny_models, rec])
+        n_augmented(5, 10, [*tiny_models, rec], rnn)
 
 
 @pytest.mark.parametrize("bad", [-1, 2.5, "more", None])
@@ -118,7 +121,6 @@ class _Spy:
 
 
 def test_held_out_split_is_made_of_original_probes(monkeypatch, tiny_models, tiny_probes):
-    from skdynamo.families import RecurrentFamily
     spy = _Spy(monkeypatch, RecurrentFamily)
     emb = tiny_embedder(tiny_probes, probe_augmentation=20).fit(tiny_models)
     n = len(tiny_probes)
@@ -144,7 +146,6 @@ def test_augmentation_is_seeded_and_zero_is_off(tiny_models, tiny_probes):
 
 
 def test_cnn_family_augments_images(monkeypatch):
-    from skdynamo.families import ConvolutionalFamily
     spy = _Spy(monkeypatch, ConvolutionalFamily)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -159,15 +160,18 @@ def test_cnn_family_augments_images(monkeypatch):
 
 
 def test_transformer_family_augments_sequences(monkeypatch):
-    from skdynamo.families import TransformerFamily
     spy = _Spy(monkeypatch, TransformerFamily)
     probes = make_random_probes(16, 12, 3, random_state=0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         tfs = [CausalTransformer(3, 3, d_model=8, n_layers=n, n_heads=2).eval() for n in (1, 2)]
     emb = DynamoEmbedder(probe_inputs=probes, hidden_size=8, max_epochs=2, batch_size=32,
-                         random_state=0).fit(tfs)
-    n_train = len(emb._train_idx)
+                         probe_augmentation=5, random_state=0).fit(tfs)
     assert type(emb.family_) is TransformerFamily
-    assert spy.recorded[0].shape == (16 + AUTO_FACTOR * n_train, 12, 3)
+    assert spy.recorded[0].shape == (21, 12, 3)
+    assert len(spy.datasets[0]) == len(emb._train_idx) + 5
     np.testing.assert_array_equal(spy.datasets[1], probes[emb._valid_idx])
+    # 'auto' augments only the families it was measured on (recurrent).
+    DynamoEmbedder(probe_inputs=probes, hidden_size=8, max_epochs=1, batch_size=32,
+                   random_state=0).fit(tfs)
+    assert spy.recorded[-1].shape == (16, 12, 3)

@@ -66,6 +66,9 @@ class ModelFamily(ABC):
         What :meth:`bake` returns (a plain ``nn.Module`` with ``config``).
     n_search_probes : int
         Training probes used by ``transform``'s embedding search.
+    auto_augmentation : float
+        Augmented probes per training probe that ``probe_augmentation='auto'`` adds
+        (:meth:`augment_probes`); 0 where augmentation has not been measured to help.
     """
 
     name = None
@@ -73,6 +76,7 @@ class ModelFamily(ABC):
     meta_class = None
     standalone_class = None
     n_search_probes = 32
+    auto_augmentation = 0
 
     def __init__(self, *, recorder: str | Callable = "auto", n_pcs: int = 10, layers: Any = "auto",
                  spatial: str | int | tuple[int, int] = "pool", n_jobs: int | None = None,

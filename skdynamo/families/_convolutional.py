@@ -541,6 +541,8 @@ class ConvolutionalFamily(ModelFamily):
     standalone_class = StandaloneCNN
     # An image is one step per layer, so CNNs take more images for their per-layer maps.
     n_search_probes = 128
+    # Not measured on CNN populations yet (their fits are the longest): 'auto' adds none.
+    auto_augmentation = 0
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)

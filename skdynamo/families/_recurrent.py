@@ -231,6 +231,9 @@ class RecurrentFamily(ModelFamily):
     probe_rank = 3
     meta_class = ConditionedRNN
     standalone_class = StandaloneRNN
+    # One augmented sequence per training probe: higher held-out fidelity and averaging
+    # on the populations measured (docs/fidelity.md, "Probe augmentation").
+    auto_augmentation = 1
 
     @classmethod
     def is_member(cls, model):

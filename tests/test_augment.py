@@ -137,6 +137,14 @@ def test_held_out_split_is_made_of_original_probes(monkeypatch, tiny_models, tin
     assert np.all(np.isfinite(emb.emulation_scores_.output_r2))
 
 
+def test_auto_augments_recurrent_populations(monkeypatch, tiny_models, tiny_probes):
+    spy = _Spy(monkeypatch, RecurrentFamily)
+    emb = tiny_embedder(tiny_probes, probe_augmentation="auto").fit(tiny_models)
+    assert len(spy.recorded[0]) == len(tiny_probes) + len(emb._train_idx)
+    tiny_embedder(tiny_probes).fit(tiny_models)  # the default: none
+    assert len(spy.recorded[-1]) == len(tiny_probes)
+
+
 def test_augmentation_is_seeded_and_zero_is_off(tiny_models, tiny_probes):
     fit = lambda **kw: tiny_embedder(tiny_probes, **kw).fit(tiny_models).embeddings_  # noqa: E731
     np.testing.assert_array_equal(fit(probe_augmentation=8), fit(probe_augmentation=8))
@@ -173,5 +181,5 @@ def test_transformer_family_augments_sequences(monkeypatch):
     np.testing.assert_array_equal(spy.datasets[1], probes[emb._valid_idx])
     # 'auto' augments only the families it was measured on (recurrent).
     DynamoEmbedder(probe_inputs=probes, hidden_size=8, max_epochs=1, batch_size=32,
-                   random_state=0).fit(tfs)
+                   probe_augmentation="auto", random_state=0).fit(tfs)
     assert spy.recorded[-1].shape == (16, 12, 3)

@@ -167,10 +167,11 @@ def baseline_embeddings(group, n_components):
     return Z_out, Z_cka
 
 
-def fit_one(group, rs):
-    """Fit the default embedder at ``rs``; for an averaging group, through DynamoAverager
-    (which fits that embedder on the group and bakes the meta-model at the centroid)."""
-    emb = DynamoEmbedder(probe_inputs=group["probes"], random_state=rs)
+def fit_one(group, rs, **params):
+    """Fit the default embedder (``params`` changed) at ``rs``; for an averaging group,
+    through DynamoAverager (which fits that embedder on the group and bakes the
+    meta-model at the centroid)."""
+    emb = DynamoEmbedder(probe_inputs=group["probes"], random_state=rs, **params)
     start = time.perf_counter()
     if "task" in group:
         avg = DynamoAverager(emb).fit(group["models"])
@@ -203,7 +204,9 @@ def loss_curve(emb):
             for i, (t, v) in enumerate(zip(dur, valid))]
 
 
-def run_group(name, group, seeds, curve):
+def run_group(name, group, seeds, curve, maps=None, **params):
+    """Fit ``group`` at each seed (``params`` passed to the embedder); the maps and
+    behaviour features are appended to ``maps`` (a dict of two lists) when given."""
     n_components = DynamoEmbedder().n_components
     labels = group["labels"]
     entry = dict(n_models=len(group["models"]), n_probes=len(group["probes"]),
@@ -221,7 +224,7 @@ def run_group(name, group, seeds, curve):
                                        ratio=wavg / float(np.median(group["scores"])))
     embeddings, behaviours = [], []
     for rs in seeds:
-        emb, Z, row = fit_one(group, rs)
+        emb, Z, row = fit_one(group, rs, **params)
         embeddings.append(Z)
         behaviours.append(_behaviour_features(emb))
         if labels is not None:
@@ -234,6 +237,9 @@ def run_group(name, group, seeds, curve):
         print(f"  {name} rs={rs}: " + ", ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
             flush=True)
+    if maps is not None:
+        maps["embeddings"] += embeddings
+        maps["behaviours"] += behaviours
     many = len(embeddings) > 1
     entry["stability"] = embedding_disagreement(embeddings) if many else None
     entry["stability_behaviour"] = embedding_disagreement(behaviours) if many else None

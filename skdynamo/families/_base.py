@@ -72,6 +72,9 @@ class ModelFamily(ABC):
     n_refine_probes : int
         The first of those on which ``transform`` refines its best starts by gradient
         steps.
+    auto_augmentation : float
+        Augmented probes per training probe that ``probe_augmentation='auto'`` adds
+        (:meth:`augment_probes`); 0 where augmentation has not been measured to help.
     """
 
     name = None
@@ -80,6 +83,7 @@ class ModelFamily(ABC):
     standalone_class = None
     n_search_probes = 32
     n_refine_probes = 8
+    auto_augmentation = 0
 
     def __init__(self, *, recorder: str | Callable = "auto", n_pcs: int = 10, layers: Any = "auto",
                  spatial: str | int | tuple[int, int] = "pool", n_jobs: int | None = None,
@@ -130,6 +134,13 @@ class ModelFamily(ABC):
         what to pass."""
         raise ValueError(f"probe_inputs=None: {self.name} models need probe inputs; pass "
                          "probe_inputs=, ideally the task's own inputs.")
+
+    def augment_probes(self, probes, n, rng):
+        """``n`` perturbed or denser versions of ``probes`` (a fit's training probes),
+        recorded and trained on beside them (``DynamoEmbedder(probe_augmentation=...)``),
+        seeded by ``rng``. A family without a rule raises a ValueError."""
+        raise ValueError(f"probe_augmentation: {self.name} models have no probe "
+                         "augmentation; pass probe_augmentation=0.")
 
     # ------------------------------------------------------------------ recording, targets
     @abstractmethod

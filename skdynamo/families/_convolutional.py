@@ -28,6 +28,7 @@ import torch
 from sklearn.utils import Bunch
 from torch import nn
 
+from .._augment import augment_images
 from .._guards import check_magnitude
 from .._recording import Trajectories, probe_batches, record_each, recording
 from .._standalone import StandaloneCNN
@@ -560,6 +561,8 @@ class ConvolutionalFamily(ModelFamily):
     # An image is one step per layer, so CNNs take more images for their per-layer maps.
     n_search_probes = 128
     n_refine_probes = 32
+    # Not measured on CNN populations yet (their fits are the longest): 'auto' adds none.
+    auto_augmentation = 0
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
@@ -602,6 +605,10 @@ class ConvolutionalFamily(ModelFamily):
             "probe_inputs=None: convolutional models need probe images. Pass "
             "probe_inputs=, an array of shape (n_images, channels, height, width), "
             "ideally held-out images of the task.")
+
+    def augment_probes(self, probes, n, rng):
+        # Noisy, shifted and blended images.
+        return augment_images(probes, n, rng)
 
     def record_member(self, index, model, probes):
         recorder = None if self.recorder == "auto" else self.recorder

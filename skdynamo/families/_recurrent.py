@@ -13,6 +13,7 @@ import torch
 from sklearn.utils import Bunch
 from torch import nn
 
+from .._augment import augment_sequences
 from .._guards import check_magnitude
 from .._recording import Trajectories, input_width, probe_batches, record_each, recording
 from .._standalone import StandaloneRNN
@@ -248,6 +249,9 @@ class RecurrentFamily(ModelFamily):
     probe_rank = 3
     meta_class = ConditionedRNN
     standalone_class = StandaloneRNN
+    # One augmented sequence per training probe: higher held-out fidelity and averaging
+    # on the populations measured (docs/fidelity.md, "Probe augmentation").
+    auto_augmentation = 1
 
     @classmethod
     def is_member(cls, model):
@@ -286,6 +290,10 @@ class RecurrentFamily(ModelFamily):
                 "shape (n_probes, n_timesteps, n_features), ideally the task's own inputs.")
         probes = make_random_probes(256, 50, widths.pop(), random_state=rng)
         return self.check_probes(probes, models)
+
+    def augment_probes(self, probes, n, rng):
+        # Noisy, time-shifted, spliced, rescaled and denser-event sequences.
+        return augment_sequences(probes, n, rng)
 
     def record_member(self, index, model, probes):
         return record(model, probes, recorder=self.recorder)

@@ -152,6 +152,8 @@ class TransformerFamily(RecurrentFamily):
     """
 
     name = "transformer"
+    # Not measured on Transformer populations yet: 'auto' adds none (an int still does).
+    auto_augmentation = 0
 
     @classmethod
     def is_member(cls, model):

@@ -102,22 +102,34 @@ def test_recorded_member_with_augmentation_is_refused(tiny_fitted, tiny_models, 
 
 
 class _Spy:
-    """Records what the fit recorded and trained on (wraps the real objects)."""
+    """Records what the fit recorded, trained on and validated on (wraps the real
+    objects): ``datasets`` holds ``(training probes, held-out probes)`` per fit, the
+    probes of the training pairs and of the held-out pair sample."""
 
     def __init__(self, monkeypatch, family_cls):
         self.recorded, self.datasets = [], []
-        real_record, real_dataset = family_cls.record, embedder_module.ProbeDataset
+        real_record = family_cls.record_targets
+        real_dataset = embedder_module.PairDataset
+        real_pairs = embedder_module.held_out_pairs
 
-        def record(family, models, probes):
+        def record(family, models, probes, *args, **kwargs):
             self.recorded.append(np.array(probes))
-            return real_record(family, models, probes)
+            return real_record(family, models, probes, *args, **kwargs)
 
-        def dataset(x, *rest):
-            self.datasets.append(np.array(x))
-            return real_dataset(x, *rest)
+        def dataset(probes, outputs, hidden, **kwargs):
+            ds = real_dataset(probes, outputs, hidden, **kwargs)
+            self.datasets.append(ds.probes[ds.probe_ids].cpu().numpy())
+            self._probes = ds.probes.cpu().numpy()
+            return ds
 
-        monkeypatch.setattr(family_cls, "record", record)
-        monkeypatch.setattr(embedder_module, "ProbeDataset", dataset)
+        def pairs(*args):
+            chosen = real_pairs(*args)
+            self.datasets.append(self._probes[np.unique(np.asarray(chosen)[:, 1])])
+            return chosen
+
+        monkeypatch.setattr(family_cls, "record_targets", record)
+        monkeypatch.setattr(embedder_module, "PairDataset", dataset)
+        monkeypatch.setattr(embedder_module, "held_out_pairs", pairs)
 
 
 def test_held_out_split_is_made_of_original_probes(monkeypatch, tiny_models, tiny_probes):

@@ -135,7 +135,6 @@ def step_flops(emb, pairs_per_step):
 
 def time_dsa(models, probes, family, n_pairs=3):
     """Seconds per pair of DSA (dsa-metric defaults) on a few pairs, or None."""
-    sys.path.append("/tmp/wtA_dsa")
     try:
         from DSA import DSA
     except Exception as exc:  # noqa: BLE001 - reported, not hidden

@@ -28,7 +28,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from _provenance import provenance  # noqa: E402  (benchmarks/, the script's directory)

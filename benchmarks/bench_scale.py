@@ -44,7 +44,6 @@ Results are printed and written to ``benchmarks/results/scale.json``.
 """
 
 import argparse
-import copy
 import json
 import os
 import resource

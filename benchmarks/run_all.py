@@ -157,8 +157,9 @@ def fidelity_clustering(data, old, path):
         beh = [r["ari_cluster"] for r in runs]
         beh_better = min(beh) >= targets["ari"] and sum(beh) > sum(dyn)
         stab, stab_b = p["stability"], p.get("stability_behaviour")
-        stab_text = _num(stab, 3)
-        if stab_b is not None:
+        # A one-seed run (--quick) measures no stability.
+        stab_text = "—" if stab is None else _num(stab, 3)
+        if stab_b is not None and stab is not None:
             stab_text += " / " + _bold(_num(stab_b, 3),
                                        stab_b <= targets["stability"] and stab_b < stab)
         lines.append(row([
@@ -213,7 +214,7 @@ def fidelity_after(data, old, path):
             _same_or_list([r["hid_r2_mean"] for r in runs], lambda v: _num(v, 3),
                           sep=" / ", times=True),
             epochs, ", ".join(f"{r['fit_seconds']:.0f}" for r in runs), ari, avg,
-            _num(p["stability"], 3)])
+            "—" if p.get("stability") is None else _num(p["stability"], 3)])
         if shown in before:
             lines.append(before[shown])
         lines.append(after)

@@ -120,8 +120,9 @@ class PairSampler(torch.utils.data.Sampler):
     ``steps`` steps.
 
     Models and probes are drawn without replacement from running permutations (a new one
-    when one is used up; no model or probe twice in a step), so every (model, probe) pair of a :class:`PairDataset` without
-    explicit pairs comes up equally often, whatever the number of steps per epoch. When
+    when one is used up; no model or probe twice in a step), so every (model, probe) pair
+    of a :class:`PairDataset` without explicit pairs comes up equally often, whatever the
+    number of steps per epoch. When
     every model fits in a step, every step holds all of them on the same probes: models
     with identical targets then receive identical updates.
 

@@ -431,7 +431,8 @@ class DynamoModule(nn.Module):
         else:
             rows = (x.shape[0], 1)
         y, g = self.meta(x, self.embeddings[models])
-        weight, bias, mask = self.map_weight[models], self.map_bias[models], self.target_mask[models]
+        weight, bias = self.map_weight[models], self.map_bias[models]
+        mask = self.target_mask[models]
         if self.meta.per_step_maps:
             h = (torch.einsum("rth,rtkh->rtk", g, weight) + bias) * mask
         else:

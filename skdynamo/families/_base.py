@@ -31,7 +31,19 @@ from torch import nn
 from .._recording import record_each
 from .._targets import output_variance
 
-__all__ = ["ModelFamily"]
+__all__ = ["ModelFamily", "check_output_shapes"]
+
+
+def check_output_shapes(outputs, offset=0, unit="probe"):
+    """The shared output shape per probe of members' ``outputs`` arrays (errors name the
+    first member whose shape differs from model 0's; ``unit`` names a probe in them)."""
+    out_shape = outputs[0].shape[1:]
+    for i, o in enumerate(outputs):
+        if o.shape[1:] != out_shape:
+            raise ValueError(f"Model {i + offset} has outputs of shape {o.shape[1:]} per "
+                             f"{unit} but model 0 has {out_shape}: all models of a "
+                             "population must share the output space.")
+    return out_shape
 
 
 class ModelFamily(ABC):

@@ -34,7 +34,7 @@ from .._recording import Trajectories, probe_batches, record_each, recording
 from .._standalone import StandaloneCNN
 from .._targets import pad_targets, reduce_layers
 from ..nn import ConditionedCNN
-from ._base import ModelFamily
+from ._base import ModelFamily, check_output_shapes
 from ._recurrent import recurrent_layers
 
 __all__ = ["ConvolutionalFamily", "LayerTrajectories", "cnn_layers", "record_cnn",
@@ -479,22 +479,11 @@ def _check_member(i, t, images):
     check_magnitude(i, "outputs", t.outputs, "on the probe images")
 
 
-def _check_outputs(outputs):
-    """Members' logits share one shape per image (errors name the first that does not)."""
-    n_out = outputs[0].shape[1:]
-    for i, o in enumerate(outputs):
-        if o.shape[1:] != n_out:
-            raise ValueError(f"Model {i} has outputs of shape {o.shape[1:]} per image "
-                             f"but model 0 has {n_out}: members must share the output space "
-                             "(the same classes).")
-    return n_out
-
-
 def _check_population(recorded, images):
     """Recordings of a CNN population against each other and the probe images."""
     for i, t in enumerate(recorded):
         _check_member(i, t, images)
-    _check_outputs([t.outputs for t in recorded])
+    check_output_shapes([t.outputs for t in recorded], unit="image")
     return recorded
 
 
@@ -633,7 +622,7 @@ class ConvolutionalFamily(ModelFamily):
         return Bunch(hidden=hidden, mask=mask, outputs=recording.outputs)
 
     def combine_targets(self, reduced):
-        shape = _check_outputs([r.outputs for r in reduced])
+        shape = check_output_shapes([r.outputs for r in reduced], unit="image")
         n_steps = _aligned_steps([r.hidden.shape[1] for r in reduced], self.n_steps)
         src = [_relative_depth_index(r.hidden.shape[1], n_steps) for r in reduced]
         hidden, mask = pad_targets([r.hidden[:, s] for r, s in zip(reduced, src)], self.n_pcs,

@@ -19,7 +19,7 @@ from .._recording import Trajectories, input_width, probe_batches, record_each, 
 from .._standalone import StandaloneRNN
 from .._targets import pad_targets, reduce_hidden
 from ..nn import ConditionedRNN
-from ._base import ModelFamily
+from ._base import ModelFamily, check_output_shapes
 
 __all__ = ["RecurrentFamily", "record", "record_population", "recurrent_layers",
            "check_trajectories", "check_trajectory", "check_output_shapes"]
@@ -183,18 +183,6 @@ def check_trajectory(index, trajectory, n_probes, n_timesteps):
             raise ValueError(f"Model {index} produced non-finite (NaN or infinite) {what} on "
                              "the probe inputs.")
         check_magnitude(index, what, arr)
-
-
-def check_output_shapes(outputs, offset=0):
-    """The shared output shape per probe of members' ``outputs`` arrays (errors name the
-    first member whose shape differs from model 0's)."""
-    out_shape = outputs[0].shape[1:]
-    for i, o in enumerate(outputs):
-        if o.shape[1:] != out_shape:
-            raise ValueError(f"Model {i + offset} has outputs of shape {o.shape[1:]} per "
-                             f"probe, but model 0 has {out_shape}: all models of a population "
-                             "must share the output space.")
-    return out_shape
 
 
 def check_trajectories(trajectories, n_probes, n_timesteps, offset=0):

@@ -167,12 +167,12 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     validation_fraction : float, default=0.2
         Fraction of probe sequences held out for early stopping and for
         ``emulation_scores_``.
-    patience : int, default=15
+    patience : int, default=10
         Epochs without improvement of the held-out loss before training is considered
         converged and stops (the best epoch is restored). The learning rate is halved
-        after ``patience // 3`` epochs without improvement, so convergence means the loss
-        stopped improving over several rate reductions.
-    tol : float, default=1e-4
+        after ``patience // 2`` epochs without improvement, so convergence means the loss
+        stopped improving over a rate reduction.
+    tol : float, default=1e-2
         Relative improvement of the held-out loss that counts as an improvement.
     n_starts : int, default=1
         Best-scoring candidates refined per model in :meth:`transform` (when

@@ -75,9 +75,12 @@ class ToyMeta(nn.Module):
             self.rnn.weight_hh_l0.fill_(2.0)
             self.rnn.weight_ih_l0.copy_(torch.tensor([w_in], dtype=torch.float32))
 
+    def cell_inputs(self, x, theta):
+        return torch.cat([x, theta], dim=-1)
+
 
 class ToyEmulated(nn.Module):
-    """The EmulatedNetwork protocol: a shared ``meta.rnn`` fed ``[x, theta]``.
+    """The EmulatedNetwork protocol: a shared ``meta.rnn`` fed ``meta.cell_inputs(x, theta)``.
 
     h -> tanh(2 h + x + theta . w): at x = 0, two stable points and a saddle for
     |theta . w| < 0.533, one stable point beyond (saddle-node bifurcation).

@@ -62,10 +62,13 @@ def test_the_fitted_embedder_holds_its_family(tiny_fitted, tiny_models):
     assert family_of(tiny_fitted.meta_model_).name == "rnn"
 
 
+@pytest.mark.parametrize("conditioning", ["bilinear", "concat"])
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_baked_rnn_equals_the_meta_model_at_its_embedding(cell):
+def test_baked_rnn_equals_the_meta_model_at_its_embedding(cell, conditioning):
     torch.manual_seed(0)
-    meta = ConditionedRNN(3, 2, 2, hidden_size=6, cell=cell).eval()
+    meta = ConditionedRNN(3, 2, 2, hidden_size=6, cell=cell, conditioning=conditioning).eval()
+    if conditioning == "bilinear":  # a readout that depends on theta (it starts at zero)
+        torch.nn.init.normal_(meta.readout_theta.weight)
     z = np.array([0.4, -1.3])
     net = bake(meta, z)
     assert isinstance(net, StandaloneRNN) and not net.training
@@ -103,3 +106,8 @@ def test_baked_cnn_equals_the_meta_model_at_its_embedding(grid):
 def test_family_of_an_unknown_meta_model():
     with pytest.raises(TypeError, match="not the meta-model of a known family"):
         family_of(nn.Linear(2, 2))
+
+
+def test_conditioned_rnn_refuses_an_unknown_conditioning():
+    with pytest.raises(ValueError, match="conditioning must be one of"):
+        ConditionedRNN(3, 2, 2, conditioning="film")

@@ -198,12 +198,29 @@ def test_pickled_code_is_refused(tmp_path):
         load_weights(tmp_path / "evil.pkl")
 
 
+def test_format_1_files_load_with_the_concat_meta_model(weights_file, fitted, nets, tmp_path):
+    # Format 1 predates the bilinear conditioning: its meta-model read [x, theta] and its
+    # config has no 'conditioning' entry.
+    from skdynamo.nn import ConditionedRNN
+    record = torch.load(weights_file, weights_only=True)
+    config = dict(record["embedder"]["meta_model"]["config"])
+    assert config.pop("conditioning") == "bilinear"
+    torch.manual_seed(0)
+    old = ConditionedRNN(**config, conditioning="concat")
+    record["embedder"]["meta_model"] = {"config": config, "state_dict": old.state_dict()}
+    record["format_version"] = 1
+    torch.save(record, tmp_path / "format1.pt")
+    est = load_weights(tmp_path / "format1.pt")
+    assert est.meta_model_.conditioning == "concat"
+    assert est.transform(nets[:2]).shape == (2, fitted.n_components)
+
+
 def test_newer_format_and_foreign_files(weights_file, tmp_path):
     record = torch.load(weights_file, weights_only=True)
     record["format_version"] = FORMAT_VERSION + 1
     record["skdynamo_version"] = "9.0"
     torch.save(record, tmp_path / "newer.pt")
-    with pytest.raises(ValueError, match="format 2.*Upgrade skdynamo"):
+    with pytest.raises(ValueError, match=f"format {FORMAT_VERSION + 1}.*Upgrade skdynamo"):
         load_weights(tmp_path / "newer.pt")
     torch.save({"weight": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="not a skdynamo weights file"):

@@ -3,8 +3,9 @@
 Three kinds of system are understood, tried in this order:
 
 1. the meta-model frozen at an embedding (:class:`skdynamo.nn.EmulatedNetwork`, or any
-   module with a ``meta`` submodule holding one ``rnn`` layer and a ``theta`` buffer):
-   its update is the meta-model's layer fed ``[x, theta]``, so many embeddings can be
+   module with a ``meta`` submodule holding one ``rnn`` layer and a
+   ``cell_inputs(x, theta)`` method, and a ``theta`` buffer): its update is the
+   meta-model's layer fed ``meta.cell_inputs(x, theta)``, so many embeddings can be
    analysed in one batch;
 2. any module with a ``recurrent_step(x_t, h)`` method (the protocol of
    ``EmulatedNetwork``): its update is that method;
@@ -100,13 +101,12 @@ class _System:
     """
 
     group_key = None
-    extra = None  # per-system input appended to x (the embedding of a meta-model)
+    feed = None  # what the layer reads, given x (a meta-model's inputs at its embedding)
 
     def full_input(self, x):
-        """Append this system's fixed extra input (if any) to ``x`` (batch, n_inputs)."""
-        if self.extra is None:
-            return x
-        return torch.cat([x, self.extra[None].expand(x.shape[0], -1)], dim=1)
+        """What the update reads given inputs ``x`` (batch, n_inputs): ``x`` itself, or
+        for a meta-model ``x`` with its fixed embedding folded in."""
+        return x if self.feed is None else self.feed(x)
 
     def initial_state(self, batch):
         return torch.zeros(batch, self.state_size, dtype=torch.float64)
@@ -136,18 +136,13 @@ class _System:
 class _LayerSystem(_System):
     """Update written out from a recurrent layer's weights."""
 
-    def __init__(self, layer, *, module=None, extra=None, init=None, name=None):
+    def __init__(self, layer, *, module=None, feed=None, n_inputs=None, init=None, name=None):
         self.kind = _layer_kind(layer)
         self.hidden = layer.hidden_size
         self.weights = _layer_weights(layer)
         self.state_size = self.hidden * (2 if self.kind == "lstm" else 1)
-        self.extra = None if extra is None else torch.as_tensor(
-            np.asarray(extra, dtype=np.float64)).reshape(-1)
-        n_extra = 0 if self.extra is None else self.extra.numel()
-        self.n_inputs = layer.input_size - n_extra
-        if self.n_inputs < 0:
-            raise ValueError(f"The embedding has {n_extra} entries but the meta-model's layer "
-                             f"reads only {layer.input_size} inputs.")
+        self.feed = feed
+        self.n_inputs = layer.input_size if n_inputs is None else int(n_inputs)
         self._layer = layer
         self._module = module
         self._init = init
@@ -236,13 +231,20 @@ def as_system(system):
     meta = getattr(system, "meta", None)
     theta = getattr(system, "theta", None)
     if (isinstance(meta, nn.Module) and isinstance(getattr(meta, "rnn", None), nn.RNNBase)
+            and callable(getattr(meta, "cell_inputs", None))
             and isinstance(theta, torch.Tensor) and hasattr(system, "recurrent_step")):
+        # A meta-model at one embedding: its layer is shared by every embedding (so
+        # systems at several embeddings run in one batch), fed its inputs at this one.
         layer = meta.rnn
         _check_layer(layer, f"{_module_name(system)}.meta.rnn")
-        if layer.input_size > theta.numel():
-            init = system.initial_state if hasattr(system, "initial_state") else None
-            return _LayerSystem(layer, extra=theta.detach().cpu().numpy(), init=init,
-                                name=_module_name(system))
+        at = theta.detach().cpu().to(torch.float64).reshape(1, -1)
+
+        def feed(x):
+            return meta.cell_inputs(x, at.expand(len(x), -1))
+
+        init = system.initial_state if hasattr(system, "initial_state") else None
+        return _LayerSystem(layer, feed=feed, n_inputs=system.n_inputs, init=init,
+                            name=_module_name(system))
     if callable(getattr(system, "recurrent_step", None)):
         return _StepSystem(system)
     if isinstance(system, nn.RNNBase):

@@ -195,14 +195,15 @@ def check_trajectories(trajectories, n_probes, n_timesteps, offset=0):
 @torch.no_grad()
 def bake_rnn(meta, theta):
     """Fold ``theta`` into a :class:`~skdynamo.StandaloneRNN` equal to ``meta`` at it."""
-    f = meta.n_inputs
-    net = StandaloneRNN(f, meta.n_outputs, meta.hidden_size, meta.cell).to(theta.device)
-    src = meta.rnn
-    net.rnn.weight_ih_l0.copy_(src.weight_ih_l0[:, :f])
-    net.rnn.weight_hh_l0.copy_(src.weight_hh_l0)
-    net.rnn.bias_ih_l0.copy_(src.bias_ih_l0 + src.weight_ih_l0[:, f:] @ theta)
-    net.rnn.bias_hh_l0.copy_(src.bias_hh_l0)
-    net.readout.load_state_dict(meta.readout.state_dict())
+    net = StandaloneRNN(meta.n_inputs, meta.n_outputs, meta.hidden_size,
+                        meta.cell).to(theta.device)
+    plain = meta.plain_weights(theta)
+    net.rnn.weight_ih_l0.copy_(plain["weight_ih"])
+    net.rnn.weight_hh_l0.copy_(meta.rnn.weight_hh_l0)
+    net.rnn.bias_ih_l0.copy_(plain["bias_ih"])
+    net.rnn.bias_hh_l0.copy_(meta.rnn.bias_hh_l0)
+    net.readout.weight.copy_(plain["readout_weight"])
+    net.readout.bias.copy_(plain["readout_bias"])
     state0 = meta.initial_state(theta[None])
     if meta.cell == "lstm":
         net.h0.copy_(state0[0][0, 0])

@@ -3,6 +3,8 @@
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_fidelity.py            # all, seeds 0 1 2
     python benchmarks/bench_fidelity.py --quick                     # seed 0 only
     python benchmarks/bench_fidelity.py --only hidden --seeds 0 1   # one population
+    python benchmarks/bench_fidelity.py --only default --set conditioning="'concat'"
+                                                # a changed parameter: fidelity_variants.json
 
 Every fit is ``DynamoEmbedder(probe_inputs=pop.probe_inputs, random_state=rs)`` and nothing
 else, so a change of the estimator's defaults is measured without editing this script.
@@ -66,6 +68,7 @@ loss vs time : for ``default`` at the first seed, the cumulative epoch time and 
 """
 
 import argparse
+import ast
 import json
 import platform
 import sys
@@ -89,6 +92,7 @@ from skdynamo.datasets import (load_digits_images, make_cnn_population,
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "fidelity.json"
+VARIANTS = ROOT / "benchmarks" / "results" / "fidelity_variants.json"
 POPULATIONS = ("default", "hidden", "cognitive", "averaging", "cnn")
 # Adam steps per averaging member, enough for task MSE <= 0.005 on fresh data: flip-flop
 # needs 2000 (0.007 at 1000); delay reaches it at 1000. Perfect integration does not
@@ -324,6 +328,17 @@ def print_curve(curve, name, every=5):
             print(f"  {c['epoch']:>5} {c['seconds']:>8.1f} {c['valid_loss']:>11.5f}")
 
 
+def _parse_setting(text):
+    """``'name=value'`` -> ``(name, value)``, the value read as a Python literal if it is one."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise SystemExit(f"--set takes PARAM=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=POPULATIONS, action="append",
@@ -332,12 +347,17 @@ def main(argv=None):
                         help="random_state of each refit (default 0 1 2)")
     parser.add_argument("--quick", action="store_true", help="one seed (the first of --seeds)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                        help="fit with this DynamoEmbedder parameter changed (repeatable, "
+                             "e.g. --set conditioning='concat'); results then go to "
+                             "results/fidelity_variants.json, keyed by population and change")
     args = parser.parse_args(argv)
+    params = dict(_parse_setting(s) for s in args.set)
+    out_file = VARIANTS if params else RESULTS
+    suffix = (" [" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + "]") if params else ""
     torch.set_num_threads(args.threads)
     seeds = args.seeds[:1] if args.quick else args.seeds
     names = args.only or list(POPULATIONS)
-    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    populations = stored.get("populations", {})
     results = {}
     start = time.perf_counter()
     for name in names:
@@ -346,10 +366,15 @@ def main(argv=None):
             warnings.simplefilter("default")
             groups = load_population(name)
         for gname, group in groups:
-            results[gname] = run_group(gname, group, seeds, curve=gname == "default")
-            populations[gname] = {**results[gname], "seeds": seeds, "run": provenance(torch)}
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(dict(
+            key = gname + suffix
+            results[key] = run_group(key, group, seeds, curve=gname == "default", **params)
+            # Re-read: another run (other populations) may have written the file meanwhile.
+            stored = json.loads(out_file.read_text()) if out_file.exists() else {}
+            populations = stored.get("populations", {})
+            populations[key] = {**results[key], "seeds": seeds, "run": provenance(torch),
+                                "params": params}
+            out_file.parent.mkdir(parents=True, exist_ok=True)
+            out_file.write_text(json.dumps(dict(
                 populations=populations, targets=TARGETS,
                 last_run=dict(command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                               seeds=seeds, torch=torch.__version__,
@@ -361,11 +386,11 @@ def main(argv=None):
     print(table(results))
     print()
     print(verdict(results))
-    if "default" in results and "loss_vs_time" in results["default"]:
+    if "default" + suffix in results and "loss_vs_time" in results["default" + suffix]:
         print()
-        print_curve(results["default"]["loss_vs_time"], "default")
+        print_curve(results["default" + suffix]["loss_vs_time"], "default" + suffix)
     print(f"\ntotal wall time {time.perf_counter() - start:.0f} s, torch threads "
-          f"{torch.get_num_threads()}; results in {RESULTS.relative_to(ROOT)}")
+          f"{torch.get_num_threads()}; results in {out_file.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import tiny_embedder
+
 from skdynamo import StandaloneCNN, StandaloneRNN
 from skdynamo._standalone import bake
 from skdynamo.datasets import RecurrentNetwork
@@ -111,3 +113,17 @@ def test_family_of_an_unknown_meta_model():
 def test_conditioned_rnn_refuses_an_unknown_conditioning():
     with pytest.raises(ValueError, match="conditioning must be one of"):
         ConditionedRNN(3, 2, 2, conditioning="film")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("conditioning", ["bilinear", "concat"])
+def test_the_embedder_builds_the_conditioning_it_is_given(tiny_probes, tiny_models,
+                                                           conditioning):
+    emb = tiny_embedder(tiny_probes, conditioning=conditioning).fit(tiny_models)
+    assert emb.meta_model_.conditioning == conditioning
+    # The meta-model at an embedding is the baked plain network, either way.
+    x = torch.as_tensor(tiny_probes[:4], dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(emb.model_at(emb.embeddings_[0])(x),
+                                   bake(emb.meta_model_, emb.embeddings_[0])(x),
+                                   atol=1e-5, rtol=1e-5)

@@ -235,7 +235,7 @@ class ModelFamily(ABC):
 
     # ------------------------------------------------------------------ meta-model, loss
     @abstractmethod
-    def meta_params(self, probes, targets, *, n_components, hidden_size, cell):
+    def meta_params(self, probes, targets, *, n_components, hidden_size, cell, conditioning):
         """Constructor arguments of the conditioned meta-model, with its ``kind``."""
 
     def default_output_loss(self, output_shape):

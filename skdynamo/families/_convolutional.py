@@ -630,7 +630,7 @@ class ConvolutionalFamily(ModelFamily):
         return Bunch(hidden=hidden, mask=mask, output_shape=tuple(shape),
                      n_steps=hidden.shape[2])
 
-    def meta_params(self, probes, targets, *, n_components, hidden_size, cell):
+    def meta_params(self, probes, targets, *, n_components, hidden_size, cell, conditioning):
         return dict(kind=self.meta_class.kind, in_channels=probes.shape[1],
                     n_outputs=targets.output_shape[-1], n_components=n_components,
                     n_steps=targets.n_steps, image_size=probes.shape[2:],

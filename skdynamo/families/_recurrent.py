@@ -301,10 +301,10 @@ class RecurrentFamily(ModelFamily):
         return Bunch(hidden=hidden, mask=mask, output_shape=tuple(shape),
                      n_steps=hidden.shape[2])
 
-    def meta_params(self, probes, targets, *, n_components, hidden_size, cell):
+    def meta_params(self, probes, targets, *, n_components, hidden_size, cell, conditioning):
         return dict(kind=self.meta_class.kind, n_inputs=probes.shape[-1],
                     n_outputs=targets.output_shape[-1], n_components=n_components,
-                    hidden_size=hidden_size, cell=cell)
+                    hidden_size=hidden_size, cell=cell, conditioning=conditioning)
 
     def last_only(self, output_shape):
         return len(output_shape) == 1

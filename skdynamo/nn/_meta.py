@@ -80,8 +80,9 @@ class ConditionedRNN(nn.Module):
             nn.init.zeros_(self.readout_theta.weight)
 
     def cell_inputs(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-        """Compute what the recurrent layer reads: ``[x, theta]``, and ``x (x) theta``
-        with ``conditioning='bilinear'``.
+        """Compute what the recurrent layer reads at every step.
+
+        ``[x, theta]``, followed by ``x (x) theta`` with ``conditioning='bilinear'``.
 
         Parameters
         ----------

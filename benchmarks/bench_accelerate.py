@@ -41,7 +41,7 @@ def worker(args):
         from accelerate import Accelerator
         accelerator = Accelerator(cpu=True)
     pop = make_rnn_population()
-    emb = DynamoEmbedder(probe_inputs=pop.probes, max_epochs=args.max_epochs,
+    emb = DynamoEmbedder(probe_inputs=pop.probe_inputs, max_epochs=args.max_epochs,
                          random_state=0, accelerator=accelerator)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -3,7 +3,8 @@
 Run as ``python -m torch.distributed.run --standalone --nproc_per_node 2
 tests/accelerate_fit.py OUT_DIR MAX_EPOCHS``: every process fits the tiny population of
 ``tests/conftest.py`` through ``Accelerator(cpu=True)`` and writes its fitted state to
-``OUT_DIR/rank{i}.npz``.
+``OUT_DIR/rank{i}.npz``, with a fit at ``random_state=None`` and the errors of a fit
+whose processes draw different splits and of one at a diverging learning rate.
 """
 
 import os
@@ -47,8 +48,27 @@ def main(out_dir, max_epochs):
         warnings.simplefilter("ignore")  # a ConvergenceWarning at the epoch cap
         emb = tiny_embedder(probes, max_epochs=max_epochs, accelerator=accelerator)
         emb.fit(models)
+    # random_state=None: the main process's draw is every process's.
+    unseeded = tiny_embedder(probes, max_epochs=2, random_state=None,
+                             accelerator=accelerator).fit(models).embeddings_
     np.savez(os.path.join(out_dir, f"rank{accelerator.process_index}.npz"),
-             n_processes=accelerator.num_processes, **fitted_state(emb))
+             n_processes=accelerator.num_processes, unseeded=unseeded,
+             mismatch=_error(tiny_embedder(probes, random_state=accelerator.process_index,
+                                           accelerator=accelerator), models),
+             diverged=_error(tiny_embedder(probes, lr=1e6, max_epochs=20,
+                                           accelerator=accelerator), models),
+             **fitted_state(emb))
+
+
+def _error(emb, models):
+    """The error ``emb.fit(models)`` raises, as ``'Type: message'`` ('' for none)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            emb.fit(models)
+    except Exception as exc:  # noqa: BLE001 - the test reads which one
+        return f"{type(exc).__name__}: {exc}"
+    return ""
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import InvalidParameterError  # noqa: E402
 
 from accelerate_fit import fitted_state, tiny_population  # noqa: E402
 from conftest import tiny_embedder  # noqa: E402
+from skdynamo import load_weights, save_weights  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 12
@@ -48,12 +49,18 @@ def two_processes(tmp_path_factory):
     return [dict(np.load(out / f"rank{i}.npz")) for i in range(2)]
 
 
-def test_one_process_accelerator_is_the_plain_fit(one_process):
+def test_one_process_accelerator_is_the_plain_fit(one_process, tmp_path):
     # One process: the same steps, loss shares of exactly 1: bit-for-bit the plain fit.
-    state = fitted_state(_fit(accelerator=Accelerator(cpu=True)))
+    emb = _fit(accelerator=Accelerator(cpu=True))
+    state = fitted_state(emb)
     assert state.keys() == one_process.keys()
     for name, value in state.items():
         np.testing.assert_array_equal(value, one_process[name], err_msg=name)
+    # A weights file does not hold the accelerator (this run's), and loads without one.
+    save_weights(emb, tmp_path / "w.pt")
+    loaded = load_weights(tmp_path / "w.pt")
+    assert loaded.accelerator is None
+    np.testing.assert_array_equal(loaded.embeddings_, emb.embeddings_)
 
 
 def test_two_processes_agree_and_learn(two_processes, one_process):
@@ -68,6 +75,16 @@ def test_two_processes_agree_and_learn(two_processes, one_process):
     np.testing.assert_allclose(valid, one_process["valid_loss"], rtol=1e-3)
     np.testing.assert_allclose(rank0["embeddings"], one_process["embeddings"], atol=1e-3)
     np.testing.assert_allclose(rank0["output_r2"], one_process["output_r2"], atol=1e-3)
+
+
+def test_two_processes_seed_and_errors(two_processes):
+    rank0, rank1 = two_processes
+    np.testing.assert_array_equal(rank0["unseeded"], rank1["unseeded"])
+    for rank in (rank0, rank1):  # both processes raise (none is left waiting)
+        assert str(rank["mismatch"]).startswith("ValueError: accelerator: the processes "
+                                                "recorded different targets")
+        assert str(rank["diverged"]).startswith("DivergenceError: DYNAMO training diverged")
+    assert str(rank0["diverged"]) == str(rank1["diverged"])
 
 
 @pytest.mark.parametrize("bad, error, match", [

@@ -10,7 +10,7 @@ from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.utils import Bunch, check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import GradientNormClipping, LRScheduler
@@ -20,8 +20,9 @@ from ._augment import n_augmented
 from ._codes import emulation_r2, fit_codes, search_candidates
 from ._guards import check_device
 from ._loss import DynamoLoss, resolve_output_loss
-from ._net import (Converged, DynamoNet, EpochProgressBar, LRWarmup, PairDataset, PairSampler,
-                   keep_batch, held_out_pairs, training_plan)
+from ._net import (AcceleratedDynamoNet, Converged, DynamoNet, EpochProgressBar, LRWarmup,
+                   PairDataset, PairSampler, StepShards, check_accelerator, keep_batch,
+                   held_out_pairs, training_plan)
 from ._recording import Trajectories
 from ._stability import embedding_disagreement
 from ._targets import initial_embeddings, output_variance
@@ -64,6 +65,27 @@ def reduce_behaviour(features, pca=None, max_components=10):
 
 def _resolve_device(device):
     return check_device(device)  # 'auto' resolved; unavailable devices: ValueError
+
+
+def _shared_seed(accelerator, rng):
+    """A seed drawn from ``rng`` on the main process, the same on every process."""
+    from accelerate.utils import broadcast_object_list
+    return int(broadcast_object_list([int(rng.randint(_MAX_SEED))])[0])
+
+
+def _check_same_recordings(accelerator, rec):
+    """Refuse a fit whose processes recorded different targets (other models or probes)."""
+    sums = torch.tensor([[float(np.sum(rec.outputs, dtype=np.float64)),
+                          float(np.sum(rec.hidden, dtype=np.float64)),
+                          float(rec.outputs.size)]], dtype=torch.float64)
+    every = accelerator.gather(sums.to(accelerator.device)).cpu()
+    # A tolerance: the same models recorded under other thread counts may differ in the
+    # last bits; other models or probes differ far more.
+    if not torch.allclose(every, every[:1].expand_as(every), rtol=1e-4, atol=1e-6):
+        raise ValueError("accelerator: the processes recorded different targets (their "
+                         "sums differ); every process must call fit on the same models "
+                         "with the same probe_inputs and an int random_state or the same "
+                         "draws.")
 
 
 class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -196,7 +218,15 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Extra callbacks for the training loop (cloned at each fit).
     device : str, default='cpu'
         Torch device for the meta-model (``'cuda'``, ``'auto'``...). Base models are
-        recorded on their own device.
+        recorded on their own device. Ignored when ``accelerator`` is given.
+    accelerator : accelerate.Accelerator, default=None
+        Train the meta-model through HuggingFace Accelerate (skorch's
+        ``AccelerateMixin``), e.g. on several processes or GPUs started by
+        ``accelerate launch``: every process calls ``fit`` on the same models, runs its
+        part of every training step, and ends with the same fitted estimator, on the
+        accelerator's device. Recording, the held-out pass and the scores are not split.
+        ``None`` (the default) trains in this process on ``device``. Needs the
+        ``accelerate`` extra; see :doc:`/distributed`.
     n_jobs : int, default=None
         Models recorded in parallel, and chunks of models embedded in parallel by
         :meth:`transform` (joblib threads unless a ``joblib.parallel_config`` backend
@@ -312,6 +342,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "transform_max_iter": [Interval(Integral, 0, None, closed="left")],
         "callbacks": [list, None],
         "device": [str, torch.device],
+        "accelerator": [None, HasMethods(["prepare", "unwrap_model", "reduce"])],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -323,7 +354,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                  output_loss="auto", meta_model="auto", layers="auto", spatial="pool",
                  max_epochs=200, lr=1e-2, batch_size=256,
                  validation_fraction=0.2, patience=10, tol=1e-2, n_starts=1, transform_max_iter=3,
-                 callbacks=None, device="cpu", n_jobs=None, random_state=None, verbose=0):
+                 callbacks=None, device="cpu", accelerator=None, n_jobs=None, random_state=None,
+                 verbose=0):
         self.n_components = n_components
         self.probe_inputs = probe_inputs
         self.probe_augmentation = probe_augmentation
@@ -348,6 +380,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.transform_max_iter = transform_max_iter
         self.callbacks = callbacks
         self.device = device
+        self.accelerator = accelerator
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -395,8 +428,11 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """
         self._validate_params()
         models = check_models(X)
+        acc = self.accelerator
+        device = _resolve_device(self.device) if acc is None else check_accelerator(acc)
         rng = check_random_state(self.random_state)
-        device = _resolve_device(self.device)
+        if acc is not None and not isinstance(self.random_state, Integral):
+            rng = np.random.RandomState(_shared_seed(acc, rng))  # the main process's draw
         family = self._make_family(resolve_family(self.meta_model, self.probe_inputs, models))
         probes = (family.default_probes(models, rng) if self.probe_inputs is None
                   else family.check_probes(self.probe_inputs, models))
@@ -412,6 +448,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         fit_idx = np.concatenate([train_idx, n_probes + np.arange(n_aug)])
         rec = family.record_targets(models, np.concatenate([probes, augmented]), train_idx)
         family.n_steps = rec.n_steps  # later recordings are aligned as these were
+        if acc is not None:
+            _check_same_recordings(acc, rec)
         outputs, hidden, out_shape = rec.outputs, rec.hidden, rec.output_shape
         loss = DynamoLoss(resolve_output_loss(self.output_loss, family, out_shape),
                           hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
@@ -440,9 +478,16 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # Warm-up: _WARMUP_STEPS steps, or a tenth of the steps max_epochs allows if fewer.
         warmup = max(1, min(_WARMUP_STEPS, self.max_epochs * steps_per_epoch // 10))
         devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+        # One branch: one process (skorch places the net on device), or Accelerate
+        # (it places the module; each process runs its part of every step).
+        cls, placement = DynamoNet, dict(device=device, iterator_train__sampler=sampler)
+        if acc is not None:
+            cls, placement = AcceleratedDynamoNet, dict(
+                accelerator=acc, device=None, iterator_train__batch_size=1,
+                iterator_train__batch_sampler=StepShards(sampler, acc.num_processes))
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            net = DynamoNet(
+            net = cls(
                 DynamoModule,
                 module__meta_params=meta_params, module__n_models=n_models,
                 module__n_targets=hidden.shape[-1], module__init_embeddings=init,
@@ -451,11 +496,11 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 criterion=loss,  # the data term; DynamoNet.get_loss adds the penalty
                 optimizer=torch.optim.Adam, lr=self.lr, max_epochs=self.max_epochs,
                 batch_size=per_step * probes_per_step, train_split=predefined_split(valid_ds),
-                iterator_train__sampler=sampler, iterator_train__collate_fn=keep_batch,
+                iterator_train__collate_fn=keep_batch,
                 iterator_train__generator=torch.Generator().manual_seed(seed),
                 iterator_valid__collate_fn=keep_batch,
                 iterator_valid__batch_size=_VALID_BATCH,
-                callbacks=self._callbacks(warmup), device=device, verbose=int(self.verbose >= 2),
+                callbacks=self._callbacks(warmup), verbose=int(self.verbose >= 2), **placement,
             )
             net.fit(train_ds, None)
         stop = dict(net.callbacks_)["early_stopping"]

@@ -5,13 +5,15 @@ import copy
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.hf import AccelerateMixin
 from skorch.callbacks import Callback, EarlyStopping
 from skorch.utils import to_tensor
 
 from ._guards import check_divergence, held_out_loss
 
-__all__ = ["Converged", "DivergenceError", "DynamoNet", "EpochProgressBar", "LRWarmup",
-           "PairDataset", "PairSampler", "held_out_pairs", "keep_batch", "place",
+__all__ = ["AcceleratedDynamoNet", "Converged", "DivergenceError", "DynamoNet",
+           "EpochProgressBar", "LRWarmup", "PairDataset", "PairSampler", "StepShards",
+           "bare_module", "check_accelerator", "held_out_pairs", "keep_batch", "place",
            "training_plan"]
 
 
@@ -215,8 +217,12 @@ class DynamoNet(NeuralNet):
         # the pairs' models (every model of a step weighs as many pairs as it has).
         models = to_tensor(X["models"], device=self.device)
         loss = self.criterion_(y_pred, to_tensor(y_true, device=self.device), models)
-        theta = self.module_.embeddings[models]
+        theta = bare_module(self).embeddings[models]
         loss = loss + self.criterion_.embedding_l2 * (theta ** 2).sum(1).mean()
+        return self._checked(loss, len(models), training)
+
+    def _checked(self, loss, n_pairs, training):
+        """``loss``, refused when it is not finite (:class:`DivergenceError`)."""
         if not torch.isfinite(loss):
             epoch = len(self.history)
             raise DivergenceError(
@@ -272,7 +278,7 @@ class Converged(EarlyStopping):
         loss = net.history[-1, self.monitor]
         if loss < self.lowest_:
             self.lowest_, self.best_epoch_ = loss, net.history[-1, "epoch"]
-            self.best_model_weights_ = copy.deepcopy(net.module_.state_dict())
+            self.best_model_weights_ = copy.deepcopy(bare_module(net).state_dict())
         if self._is_score_improved(loss):
             self.misses_, self.dynamic_threshold_ = 0, self._calc_new_threshold(loss)
         else:
@@ -310,7 +316,9 @@ class EpochProgressBar(Callback):
 
     def on_train_begin(self, net, **kwargs):
         from tqdm.auto import tqdm
-        self.bar_ = tqdm(total=net.max_epochs, desc="Fitting DYNAMO", unit="epoch")
+        main = getattr(getattr(net, "accelerator", None), "is_main_process", True)
+        self.bar_ = tqdm(total=net.max_epochs, desc="Fitting DYNAMO", unit="epoch",
+                         disable=not main)  # one bar, on the main process
 
     def on_epoch_end(self, net, **kwargs):
         row = net.history[-1]
@@ -320,3 +328,144 @@ class EpochProgressBar(Callback):
 
     def on_train_end(self, net, **kwargs):
         self.bar_.close()
+
+
+# ------------------------------------------------------------------ several processes
+def bare_module(net):
+    """``net.module_`` itself, or, while an accelerator has wrapped it (DDP), the module
+    inside (whose attributes, such as ``embeddings``, and state-dict keys are the
+    plain module's)."""
+    accelerator = getattr(net, "accelerator", None)
+    if accelerator is None:
+        return net.module_
+    return accelerator.unwrap_model(net.module_, keep_fp32_wrapper=False)
+
+
+def check_accelerator(accelerator):
+    """The device an ``accelerate.Accelerator`` trains on, after refusing what training
+    through it does not support. Errors name the ``accelerator`` parameter."""
+    try:
+        from accelerate import Accelerator
+    except ImportError as exc:
+        raise ImportError("accelerator= needs the accelerate package: "
+                          "pip install 'skdynamo[accelerate]'.") from exc
+    if not isinstance(accelerator, Accelerator):
+        raise TypeError(f"accelerator must be an accelerate.Accelerator or None; got "
+                        f"{type(accelerator).__name__}.")
+    for name in ("split_batches", "dispatch_batches"):
+        if getattr(accelerator, name, False):
+            raise ValueError(f"accelerator has {name}=True; skdynamo splits each step "
+                             "across the processes itself: use the default "
+                             "DataLoaderConfiguration.")
+    if accelerator.mixed_precision == "fp16":
+        raise ValueError("accelerator has mixed_precision='fp16', whose scaled gradients "
+                         "the gradient clipping of training would clip at the wrong norm; "
+                         "use mixed_precision='no' or 'bf16'.")
+    if accelerator.gradient_accumulation_steps != 1:
+        raise ValueError("accelerator has gradient_accumulation_steps="
+                         f"{accelerator.gradient_accumulation_steps}; a step of "
+                         "batch_size pairs is already split across the processes: use 1 "
+                         "(and raise batch_size for larger steps).")
+    return str(accelerator.device)
+
+
+class StepShards(torch.utils.data.Sampler):
+    """The steps of a :class:`PairSampler`, each cut into ``n_shards`` consecutive parts.
+
+    Accelerate gives process ``i`` of ``n`` the batches ``i, i + n, ...`` of a data
+    loader, so with ``n_shards = n`` the processes together run each step of
+    ``pair_sampler`` (parts as equal as possible, contiguous in the step): the global
+    step, the steps per epoch and the warm-up are those of one process.
+    ``step_pairs`` is the size of a whole step.
+
+    Parameters
+    ----------
+    pair_sampler : PairSampler
+    n_shards : int
+    """
+
+    def __init__(self, pair_sampler, n_shards):
+        self.pairs, self.n_shards = pair_sampler, int(n_shards)
+        self.step_pairs = pair_sampler.models_per_step * pair_sampler.probes_per_step
+        if self.step_pairs < self.n_shards:
+            raise ValueError(f"a training step has {self.step_pairs} (model, probe) pairs, "
+                             f"fewer than the {self.n_shards} processes of accelerator; "
+                             "raise batch_size or use fewer processes.")
+
+    def __len__(self):
+        return self.pairs.steps * self.n_shards
+
+    def __iter__(self):
+        pairs = iter(self.pairs)
+        for _ in range(self.pairs.steps):
+            step = np.fromiter(pairs, dtype=np.int64, count=self.step_pairs)
+            yield from (part.tolist() for part in np.array_split(step, self.n_shards))
+
+
+def _quiet(*args, **kwargs):
+    """A print sink that prints nothing."""
+
+
+class AcceleratedDynamoNet(AccelerateMixin, DynamoNet):
+    """:class:`DynamoNet` trained through skorch's ``AccelerateMixin`` (HuggingFace
+    Accelerate), e.g. on several processes or GPUs.
+
+    Each process runs its part of every step (:class:`StepShards`, as the training
+    iterator's ``batch_sampler``); DDP averages the gradients, each part's loss weighed
+    by its share of the step, so a step is the mean over its pairs as on one process.
+    What differs from ``AccelerateMixin``:
+
+    - the criterion is moved to the accelerator's device, not prepared (it has no
+      parameters, which DDP refuses), and nothing but the module and optimiser is
+      prepared (skorch builds the plateau scheduler at the start of training and steps
+      it once per epoch);
+    - the held-out pass is not sharded: every process runs all held-out pairs with the
+      same weights, so every process sees the same held-out loss and takes the same
+      convergence and learning-rate decisions without communication;
+    - the training loss is averaged over the processes every step (one all-reduce of a
+      scalar): the history is the same on every process, and a non-finite loss raises
+      :class:`DivergenceError` on all of them together rather than leaving the others
+      waiting in the gradient all-reduce.
+    """
+
+    def _initialize_accelerator(self):
+        if self._wrapped_with_accelerator:
+            return self
+        device = self.accelerator.device
+        for name in self._criteria:
+            getattr(self, name + "_").to(device)
+        for name in self._modules:
+            setattr(self, name + "_",
+                    self.accelerator.prepare(getattr(self, name + "_").to(device)))
+        for name in self._optimizers:
+            setattr(self, name + "_", self.accelerator.prepare(getattr(self, name + "_")))
+        self._wrapped_with_accelerator = True
+        return self
+
+    def _initialize_callbacks(self):
+        # AccelerateMixin's 'auto' sink (accelerator.print) prints whatever ``verbose``
+        # says; here the main process prints the table only at verbose=1, as skorch does.
+        if self.callbacks__print_log__sink == "auto":
+            self.callbacks__print_log__sink = (self.accelerator.print if self.verbose
+                                               else _quiet)
+        return super()._initialize_callbacks()
+
+    def get_iterator(self, dataset, training=False):
+        if training:
+            return super().get_iterator(dataset, training=True)
+        return DynamoNet.get_iterator(self, dataset, training=False)
+
+    def _checked(self, loss, n_pairs, training):
+        if not training:
+            return super()._checked(loss, n_pairs, training)
+        acc = self.accelerator
+        loss = loss * (acc.num_processes * n_pairs
+                       / self.get_params_for("iterator_train")["batch_sampler"].step_pairs)
+        self._step_loss = acc.reduce(loss.detach().clone(), reduction="mean")
+        super()._checked(self._step_loss, n_pairs, training)
+        return loss
+
+    def train_step_single(self, batch, **fit_params):
+        step = super().train_step_single(batch, **fit_params)
+        step["loss"] = self._step_loss  # the step's mean over all processes
+        return step

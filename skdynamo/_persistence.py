@@ -111,8 +111,8 @@ def _embedder_record(est):
     check_is_fitted(est)
     params, unstored = {}, []
     for name, value in est.get_params(deep=False).items():
-        if name == "callbacks" and not value:
-            params[name] = None
+        if (name == "callbacks" and not value) or name == "accelerator":
+            params[name] = None  # an accelerator is this run's: the file loads without one
             continue
         try:
             params[name] = _encode(value, f"parameter {name}")

@@ -223,6 +223,42 @@ def fidelity_after(data, old, path):
             "JSON's latest run of each population.", ""] + lines
 
 
+def fidelity_variants(data, old, path):
+    """docs/fidelity.md, changed parameters: each ``bench_fidelity --set`` run beside the
+    defaults' latest run of the same population (``fidelity.json`` next to ``path``)."""
+    base = json.loads((path.parent / "fidelity.json").read_text())["populations"]
+    header = row(["population", "parameters", "output R² mean (min), per seed",
+                  "hidden R² mean", "epochs", "ARI map / behaviour / output space",
+                  "averaging ratio", "stability"])
+    lines, runs_shown = [header, row(["---"] * 8)], []
+
+    def line(name, label, p):
+        runs = p["runs"]
+        ari = ("—" if "ari_dynamo" not in runs[0] else
+               " / ".join(_same_or_list([r[k] for r in runs], _ari)
+                          for k in ("ari_dynamo", "ari_cluster", "ari_output")))
+        avg = ("—" if "avg_ratio" not in runs[0] else
+               ", ".join(_num(r["avg_ratio"], 2) for r in runs))
+        return row([name, label,
+                    " / ".join(f"{_r2(r['out_r2_mean'])} ({_r2(r['out_r2_min'])})" for r in runs),
+                    _same_or_list([r["hid_r2_mean"] for r in runs], lambda v: _num(v, 3),
+                                  sep=" / ", times=True),
+                    ", ".join(str(r["epochs"]) + ("*" if r["hit_cap"] else "") for r in runs),
+                    ari, avg, "—" if p.get("stability") is None else _num(p["stability"], 3)])
+
+    for key, p in data["populations"].items():
+        name = key.split(" [", 1)[0]
+        label = ", ".join(f"`{k}={v!r}`" for k, v in p.get("params", {}).items())
+        if name in base:
+            lines.append(line(NAMES.get(name, name), "defaults", base[name]))
+            runs_shown.append(base[name])
+        lines.append(line("", label, p))
+        runs_shown.append(p)
+    return [stamp(path, [p.get("run") for p in runs_shown],
+                  [r.get("torch_threads") for p in runs_shown for r in p["runs"]])
+            + " Epochs marked * ended at the cap.", ""] + lines
+
+
 def applications_averaging(data, old, path):
     """docs/applications.md, averaging: DYNAMO centroid vs weight averaging."""
     a = data["averaging"]
@@ -318,6 +354,7 @@ def readme_embedder(data, old, path):
 GENERATORS = {
     "fidelity": ("fidelity.json", "fidelity", fidelity_after),
     "fidelity-clustering": ("fidelity.json", "fidelity", fidelity_clustering),
+    "fidelity-variants": ("fidelity_variants.json", "fidelity", fidelity_variants),
     "applications-averaging": ("applications.json", "applications", applications_averaging),
     "applications-twins": ("applications.json", "applications", applications_twins),
     "readme-embedder": ("embedder.json", "embedder", readme_embedder),

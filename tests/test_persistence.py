@@ -204,7 +204,7 @@ def test_format_1_files_load_with_the_concat_meta_model(weights_file, fitted, ne
     from skdynamo.nn import ConditionedRNN
     record = torch.load(weights_file, weights_only=True)
     config = dict(record["embedder"]["meta_model"]["config"])
-    assert config.pop("conditioning") == "bilinear"
+    assert config.pop("conditioning") == "concat"
     torch.manual_seed(0)
     old = ConditionedRNN(**config, conditioning="concat")
     record["embedder"]["meta_model"] = {"config": config, "state_dict": old.state_dict()}

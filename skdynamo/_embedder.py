@@ -125,8 +125,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         fidelity (output R^2 0.987 to 0.994 on the 27-network default population) or
         left it unchanged, and converged in fewer epochs on small populations, but an
         epoch runs over twice the probes, so on populations of 18 or more members a fit
-        took up to about 3.8 times the optimiser steps: not yet the default. Augmented probes are not kept: ``probe_inputs_`` holds the given
-        probes.
+        took up to about 3.8 times the optimiser steps: not yet the default. Augmented
+        probes are not kept: ``probe_inputs_`` holds the given probes.
     recorder : 'auto' or callable, default='auto'
         ``'auto'`` records every ``nn.RNN``/``nn.GRU``/``nn.LSTM`` submodule with forward
         hooks (all layers of multi-layer RNNs; ``h_t`` of LSTMs), or, for images, the

@@ -203,10 +203,12 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     patience : int, default=10
         Epochs without improvement of the held-out loss before training is considered
         converged and stops (the best epoch is restored). The learning rate is halved
-        after ``patience // 2`` epochs without improvement, so convergence means the loss
-        stopped improving over a rate reduction.
+        after ``patience // 2`` epochs in which the held-out loss did not fall at all
+        (by torch's ``ReduceLROnPlateau`` threshold, a relative 1e-4), so a fit whose
+        loss still falls, but by less than ``tol``, can stop before any halving.
     tol : float, default=1e-2
-        Relative improvement of the held-out loss that counts as an improvement.
+        Relative improvement of the held-out loss that counts as an improvement for
+        convergence.
     n_starts : int, default=1
         Best-scoring candidates refined per model in :meth:`transform` (when
         ``transform_max_iter > 0``).

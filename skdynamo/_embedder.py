@@ -146,7 +146,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         and separates the cognitive-task population as well as output space does, but
         it also resolves functionally equivalent members into distinct groups of the
         map, between which the meta-model does not work (the centroid of one averaging
-        group had 140 times the members' error): hence not the default. Unused by CNN
+        group had over 130 times the members' error): hence not the default. Unused by CNN
         meta-models, which are FiLM-modulated.
     n_pcs : int, default=10
         Principal components kept of each model's hidden states (of each layer, for CNNs).

@@ -15,7 +15,6 @@ strings, lists and dicts, nothing that can execute. What a file holds:
 """
 
 import io
-import inspect
 import json
 import os
 import pickle
@@ -34,7 +33,8 @@ __all__ = ["save_weights", "load_weights", "save_estimator", "load_estimator", "
 
 FORMAT = "skdynamo-weights"
 #: Bumped when a file written by this version cannot be read by older ones. 2: recurrent
-#: meta-models record their ``conditioning`` (format 1 files are all ``'concat'``).
+#: meta-models record their ``conditioning`` (format 1 files, without it, build the
+#: constructor's default, ``'concat'``, which is what they were).
 FORMAT_VERSION = 2
 
 _PLAIN = (type(None), bool, int, float, str)
@@ -370,12 +370,6 @@ def load_weights(path: str | os.PathLike, **params: Any) -> Any:
     if family is None or fitted.get("_kind") != family.name:
         raise ValueError(f"{path!r}: damaged embedder record (unknown model family "
                          f"{rec.get('meta_kind')!r}; known: {sorted(FAMILIES)}).")
-    config = rec["meta_model"].get("config") if isinstance(rec["meta_model"], dict) else None
-    if (isinstance(config, dict) and "conditioning" not in config
-            and "conditioning" in inspect.signature(family.meta_class).parameters):
-        # Written before meta-models had a conditioning (format 1): theta was appended to
-        # the inputs.
-        config["conditioning"] = "concat"
     meta = _build_module(family.meta_class, rec["meta_model"], path)
     fitted.pop("_device", None)  # written by format 1 files of skdynamo 0.1
     _check_fitted_shapes(fitted, est.n_components, meta, family, path)

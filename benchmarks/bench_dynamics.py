@@ -19,7 +19,10 @@ Run from the repository root::
 
     python benchmarks/bench_dynamics.py --part all --out docs/_static
 
-The population and the embedder's training use one torch thread.
+The embedder is ``DynamoEmbedder(probe_inputs=..., random_state=--seed)`` with the
+estimator's defaults, fitted once for ``meta`` and ``heldout`` (``--max-epochs``,
+``--n-components`` and ``--hidden-size`` override them). The population and the
+embedder's training use one torch thread.
 """
 
 import argparse
@@ -29,6 +32,7 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 torch.set_num_threads(1)
 
@@ -96,19 +100,34 @@ def bench_slow(results):
                            n_sim_5000=sim.n_attractors, n_unsettled_5000=sim.n_unsettled)
 
 
-def bench_meta(pop, x_check, results, out, max_epochs, n_components, hidden_size, seed=0,
-               sim_steps=3000):
+def fit_embedder(pop, params, fitted):
+    """The embedder of this run, fitted once on ``pop`` (``params``: the CLI's settings,
+    ``None`` values left at the estimator's defaults); ``fitted`` caches it."""
     from skdynamo import DynamoEmbedder
 
+    if "emb" not in fitted:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            emb = DynamoEmbedder(probe_inputs=pop.probe_inputs,
+                                 **{k: v for k, v in params.items() if v is not None})
+            emb.fit(pop.models)
+        fitted.update(emb=emb, fit_s=time.perf_counter() - t0)
+        r2 = emb.emulation_scores_
+        given = ", ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        print(f"DynamoEmbedder({given}) fit: "
+              f"{fitted['fit_s']:.0f} s, {emb.n_iter_} epochs ("
+              f"{'converged' if emb.converged_ else 'epoch cap'}); held-out output R2 median "
+              f"{np.median(r2.output_r2):.4f} (min {np.min(r2.output_r2):.4f})"
+              + "".join(f"\n  warning: {w.message}" for w in caught
+                        if issubclass(w.category, ConvergenceWarning)))
+    return fitted["emb"], fitted["fit_s"]
+
+
+def bench_meta(pop, x_check, results, out, params, fitted, sim_steps=3000):
     print("\n== meta-model: fixed points at each model's embedding ==")
-    t0 = time.perf_counter()
-    emb = DynamoEmbedder(n_components=n_components, probe_inputs=pop.probe_inputs,
-                         hidden_size=hidden_size, max_epochs=max_epochs, random_state=seed)
-    emb.fit(pop.models)
-    fit_s = time.perf_counter() - t0
+    emb, fit_s = fit_embedder(pop, params, fitted)
     r2 = emb.emulation_scores_
-    print(f"DynamoEmbedder fit: {fit_s:.0f} s, {len(emb.history_)} epochs; held-out output R2 "
-          f"median {np.median(r2.output_r2):.3f} (min {np.min(r2.output_r2):.3f})")
     base_counts = [find_fixed_points(m, x_check, random_state=0).n_stable for m in pop.models]
     w = (3, 5, 5, 6, 6, 7, 8)
     print(_line("#", "bits", "cell", "base", "meta", "msim", "time_s", widths=w))
@@ -164,7 +183,8 @@ def bench_meta(pop, x_check, results, out, max_epochs, n_components, hidden_size
     print(f"grid 12x12, 64 initial states each: {grid_s:.1f} s; stable counts seen: "
           f"{sorted(set(grid.n_stable.ravel().tolist()))}")
 
-    results["meta"] = dict(fit_s=fit_s, output_r2_median=float(np.median(r2.output_r2)),
+    results["meta"] = dict(fit_s=fit_s, epochs=emb.n_iter_, converged=emb.converged_,
+                           output_r2_median=float(np.median(r2.output_r2)),
                            rows=rows, match=int(match.sum()), n=len(match),
                            meta_time_median_s=float(np.median(times)),
                            path=dict(start=int(a), end=int(b), seconds=path_s,
@@ -176,16 +196,12 @@ def bench_meta(pop, x_check, results, out, max_epochs, n_components, hidden_size
         _figures(pop, emb, path, grid, x_check, a, b, out)
 
 
-def bench_heldout(pop, x_check, results, max_epochs, n_components, hidden_size, seed=0):
+def bench_heldout(pop, x_check, results, params, fitted):
     """Unseen members embedded with the meta-model frozen (``transform``)."""
-    from skdynamo import DynamoEmbedder
-
     print("\n== held-out flip-flops (seed_offset=100) embedded by transform ==")
     new = make_flipflop_population(n_seeds=1, seed_offset=100)
     print(new.DESCR)
-    emb = DynamoEmbedder(n_components=n_components, probe_inputs=pop.probe_inputs,
-                         hidden_size=hidden_size, max_epochs=max_epochs, random_state=seed)
-    emb.fit(pop.models)
+    emb, _ = fit_embedder(pop, params, fitted)
     Z = emb.transform(new.models)
     rows = []
     for i, z in enumerate(Z):
@@ -239,15 +255,20 @@ def main():
     parser.add_argument("--part", choices=["base", "slow", "meta", "heldout", "all"],
                         default="all")
     parser.add_argument("--out", default=None, help="folder for the figures")
-    parser.add_argument("--max-epochs", type=int, default=80)
-    parser.add_argument("--n-components", type=int, default=2)
-    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help="the embedder's max_epochs (default: the estimator's)")
+    parser.add_argument("--n-components", type=int, default=None,
+                        help="the embedder's n_components (default: the estimator's)")
+    parser.add_argument("--hidden-size", type=int, default=None,
+                        help="the embedder's hidden_size (default: the estimator's)")
     parser.add_argument("--seed", type=int, default=0, help="random_state of the embedder")
     parser.add_argument("--sim-steps", type=int, default=3000,
                         help="autonomous steps of the meta-model's simulation check (--part meta)")
     parser.add_argument("--json", default=None, help="write the figures measured here")
     args = parser.parse_args()
-    results = {}
+    results, fitted = {}, {}
+    params = dict(max_epochs=args.max_epochs, n_components=args.n_components,
+                  hidden_size=args.hidden_size, random_state=args.seed)
     pop = make_flipflop_population()
     print(pop.DESCR)
     x_check = make_flipflop_trials(64, 100, 3, random_state=12345)[0]
@@ -256,11 +277,9 @@ def main():
     if args.part in ("slow", "all"):
         bench_slow(results)
     if args.part in ("meta", "all"):
-        bench_meta(pop, x_check, results, args.out, args.max_epochs, args.n_components,
-                   args.hidden_size, args.seed, args.sim_steps)
+        bench_meta(pop, x_check, results, args.out, params, fitted, args.sim_steps)
     if args.part in ("heldout", "all"):
-        bench_heldout(pop, x_check, results, args.max_epochs, args.n_components,
-                      args.hidden_size, args.seed)
+        bench_heldout(pop, x_check, results, params, fitted)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -90,8 +90,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = args.only or list(CHOICES)
-    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    populations = stored.get("populations", {})
     results = {}
     start = time.perf_counter()
     for name in names:
@@ -116,6 +114,9 @@ def main(argv=None):
                 runs[s]["stability_behaviour"] = (
                     embedding_disagreement(maps[s]["behaviours"]) if many else None)
             results[gname] = {str(s): v for s, v in runs.items()}
+            # Re-read: another run (other populations) may have written the file meanwhile.
+            stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            populations = stored.get("populations", {})
             populations[gname] = {**results[gname], "seeds": args.seeds,
                                   "run": provenance(torch)}
             RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,16 @@ class Drift(nn.Module):
         return h + 1e-3 * (1 + h ** 2) + 0 * x
 
 
+class Ghost(nn.Module):
+    """F(h) = h + 0.1 (h^2 + 1e-3) (2 - h): one stable point at 2 (F'(2) = 0.6), and a
+    ghost near 0 (|F(h) - h| ~ 2e-4) between it and states in [-1, 1]."""
+
+    hidden_size, n_inputs = 1, 1
+
+    def recurrent_step(self, x, h):
+        return h + 0.1 * (h ** 2 + 1e-3) * (2 - h) + 0 * x
+
+
 class ToyMeta(nn.Module):
     def __init__(self, w_in):
         super().__init__()
@@ -199,6 +209,18 @@ def test_slow_point_is_reported_apart_and_never_counted():
     assert sim.n_attractors == 1 and sim.n_unsettled == 0
     np.testing.assert_allclose(sim.states, [[-1.0]], atol=1e-6)
     assert "slow points" in fp.summary()
+
+
+def test_relaxed_starts_reach_an_attractor_behind_a_ghost():
+    # Newton steps from states in [-1, 1] all stall at the ghost; runs of the update pass
+    # it. Sampled starts (uniform in [-1, 1] without inputs) are half relaxed first.
+    fp = find_fixed_points(Ghost(), n_initial=32, random_state=0)
+    assert fp.converged and (fp.n_fixed, fp.n_stable) == (1, 1)
+    np.testing.assert_allclose(fp.stable_points[0], [2.0], atol=1e-8)
+    # Given initial states are searched from as they are: here, only the ghost.
+    with pytest.warns(ConvergenceWarning, match="No fixed point of Ghost"):
+        raw = find_fixed_points(Ghost(), initial_states=np.linspace(-1, 1, 17)[:, None])
+    assert raw.n_stable == 0 and raw.n_slow == 1 and abs(raw.slow_points[0, 0]) < 0.05
 
 
 def test_no_fixed_point_warns_and_returns_slow_points():

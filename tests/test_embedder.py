@@ -444,9 +444,12 @@ def test_fit_that_converges_stops_early_and_returns(tiny_models, tiny_probes):
 
 def test_fit_at_the_epoch_cap_warns(tiny_models, tiny_probes):
     emb = tiny_embedder(tiny_probes, max_epochs=2, patience=10)
-    with pytest.warns(ConvergenceWarning, match="max_epochs=2"):
+    with pytest.warns(ConvergenceWarning, match="max_epochs=2") as caught:
         emb.fit(tiny_models)
     assert not emb.converged_ and emb.n_iter_ == 2
+    # The warning says how close the emulation got, as emulation_scores_ does.
+    median = np.median(emb.emulation_scores_.output_r2)
+    assert f"held-out output R^2 median {median:.4f}" in str(caught[0].message)
 
 
 def test_warmup_ramps_the_learning_rate(tiny_models, tiny_probes):

@@ -9,6 +9,13 @@ local minima that stay above ``tol`` are *slow points* and are reported apart. E
 point is classified from the eigenvalues of the Jacobian of the discrete-time map:
 stable when every ``|lambda| < 1``, unstable (with the number of modes ``|lambda| > 1``)
 otherwise.
+
+Every other sampled initial state is first run :data:`RELAX_STEPS` steps of the update
+itself: where a system's attractors are weakly contracting or lie past regions where
+``q`` is small but not zero (as in meta-models, whose state has directions no model's
+readout constrains), Newton steps from trajectory states stall at those slow regions,
+while runs of the update reach the attractors; the other half, and the midpoints
+between the points found, find the saddles.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ _JACOBIAN_ROWS = 1 << 16
 _SLOW_DEDUP = 1e-2
 # Entries (float64) of the per-row Jacobians solved at once in one Newton iteration.
 _SOLVE_ENTRIES = 4e6
+#: Steps of the update every other sampled initial state is run before the search.
+RELAX_STEPS = 500
 
 RandomState = int | np.random.RandomState | None
 
@@ -331,6 +340,16 @@ def _residual(step, x, h):
     return r, speed
 
 
+def _relax(step, x, h, n_steps):
+    """``h`` after ``n_steps`` steps of the update; rows that become non-finite keep ``h``."""
+    out = h
+    with torch.no_grad():
+        for _ in range(n_steps):
+            out = step(x, out)
+    finite = torch.isfinite(out).all(dim=1, keepdim=True)
+    return torch.where(finite, out, h)
+
+
 def _refine(step, x, h, tol, max_iter):
     """Levenberg-Marquardt on ``F(h) - h`` for every row independently.
 
@@ -444,6 +463,8 @@ def _find_group(systems, inputs, constant_input, initial_states, n_initial, nois
         trajs.append(traj)
         sizes.append(len(h0))
     x, h0 = torch.cat(xs), torch.cat(hs)
+    if initial_states is None:  # sampled starts: every other one relaxed by the update
+        h0[1::2] = _relax(step, x[1::2], h0[1::2], RELAX_STEPS)
     h, speed = _refine(step, x, h0, tol, max_iter)
     finite = torch.isfinite(speed) & torch.isfinite(h).all(dim=1)
     bounds = np.cumsum([0] + sizes)
@@ -509,9 +530,13 @@ def find_fixed_points(system: nn.Module, inputs: np.ndarray | torch.Tensor | Non
         The input ``x*`` held at every step (the input of the recurrent layer); zeros by
         default.
     initial_states : array-like of shape (n, state_size), default=None
-        Start the search from these states instead of sampling.
+        Start the search from these states instead of sampling (as given: they are not
+        run through the update first).
     n_initial : int, default=256
-        Number of initial states sampled from the trajectories.
+        Number of initial states sampled from the trajectories. Every other one is
+        first run :data:`RELAX_STEPS` (500) steps of the update at ``x*``, so that
+        attractors behind slow regions are reached (see the module notes); the others
+        are searched from where they were sampled.
     noise : float, default=0.1
         Standard deviation of the Gaussian noise added to sampled states, relative to the
         trajectories' root-mean-square spread (absolute when the trajectories do not move).
@@ -580,8 +605,10 @@ def simulate_settled_states(system: nn.Module, inputs: np.ndarray | torch.Tensor
     {system}
     {inputs}
     {constant_input}
-    {initial_states}
-    {n_initial}
+    initial_states : array-like of shape (n, state_size), default=None
+        Start the runs from these states instead of sampling.
+    n_initial : int, default=256
+        Number of initial states sampled from the trajectories.
     {noise}
     n_steps : int, default=3000
         Steps of the update ``h <- F(h, x*)``.

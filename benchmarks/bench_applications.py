@@ -56,10 +56,8 @@ def _mse(model, X, Y):
 
 
 def _embedder(probes, **kw):
-    params = dict(n_components=2, probe_inputs=probes, hidden_size=64, max_epochs=150,
-                  patience=20, transform_max_iter=100, random_state=0)
-    params.update(kw)
-    return DynamoEmbedder(**params)
+    """The embedder of every section: the estimator's defaults, on the population's probes."""
+    return DynamoEmbedder(probe_inputs=probes, random_state=0, **kw)
 
 
 # ---------------------------------------------------------------------- averaging

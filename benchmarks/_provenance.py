@@ -45,3 +45,31 @@ def provenance(torch=None):
     if torch is not None:
         info["torch_threads"] = torch.get_num_threads()
     return info
+
+
+def run_child(cmd, env, label):
+    """Run a benchmark's child process ``cmd``; return the JSON of its last output line
+    with this run's provenance added (``SystemExit`` naming ``label`` if it failed)."""
+    import json
+    import sys
+
+    import torch
+
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode:
+        print(out.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{label} failed")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["provenance"] = provenance(torch)
+    return result
+
+
+def store_run(path, key, result, **extra):
+    """Add ``result`` under ``runs[key]`` of the JSON file ``path``, re-read first so that
+    entries written by other invocations are kept; ``extra`` top-level entries too."""
+    import json
+
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    runs = {**stored.get("runs", {}), key: result}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(runs=runs, **extra), indent=1))

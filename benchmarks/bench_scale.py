@@ -47,7 +47,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -225,7 +224,8 @@ def child(n, threads, max_epochs=None):
     result = dict(
         n_models=n, n_fitted=len(fit_models), threads=torch.get_num_threads(),
         fit_s=fit_s, fit_cpu_s=fit_cpu_s, train_cpu_s=train_cpu_s,
-        cpu_s_per_step=train_cpu_s / steps, epochs=len(hist), steps=steps, pairs_per_step=pairs, s_per_step=s_step,
+        cpu_s_per_step=train_cpu_s / steps, epochs=len(hist), steps=steps,
+        pairs_per_step=pairs, s_per_step=s_step,
         converged=bool(emb.converged_), step_gflops=achieved, matmul_gflops=gflops,
         matmul_fraction=achieved / gflops, peak_rss_mb=peak, rss_before_fit_mb=rss_before,
         transform_s_per_model=transform_s, out_r2_mean=float(r2.mean()),
@@ -250,9 +250,9 @@ def _row(r):
             f"{r['twin_ratio']:.3f} | {cka} | {dsa} |")
 
 
-HEADER = ("| members (+twins) | fit s wall (CPU) | epochs | steps | ms/step | of matmul | peak RSS GB | "
-          "transform s/model | output R² all (27 originals) | ARI | twin ratio | CKA s | "
-          "DSA s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| members (+twins) | fit s wall (CPU) | epochs | steps | ms/step | of matmul | "
+          "peak RSS GB | transform s/model | output R² all (27 originals) | ARI | twin ratio | "
+          "CKA s | DSA s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv=None):
@@ -275,27 +275,18 @@ def main(argv=None):
         return None
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
-    from _provenance import provenance
+    from _provenance import run_child, store_run
     torch.set_num_threads(args.threads)
-    runs = {}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     print(HEADER)
     for n in args.sizes:
         cmd = [sys.executable, __file__, "--child", str(n), "--threads", str(args.threads)]
         if args.max_epochs is not None:
             cmd += ["--max-epochs", str(args.max_epochs)]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if out.returncode:
-            print(out.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"size {n} failed")
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        r["provenance"] = provenance(torch)
+        r = run_child(cmd, env, f"size {n}")
         print(_row(r), flush=True)
         # Re-read before writing: sizes run by other invocations are kept.
-        stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        runs = {**stored.get("runs", {}), str(n): r}
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(dict(runs=runs, last_run=r["provenance"]), indent=1))
+        store_run(RESULTS, str(n), r, last_run=r["provenance"])
     runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
     done = sorted((int(k), v) for k, v in runs.items())
     if len(done) >= 2:

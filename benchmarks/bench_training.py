@@ -1,0 +1,271 @@
+"""Training-cost study: what a fit of the default population reaches for its time.
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_training.py            # ~35 min
+    python benchmarks/bench_training.py --only defaults --only cosine-80 --seed 1
+    python benchmarks/bench_training.py --table                                   # stored
+    python benchmarks/bench_training.py --step-cost                               # ~1 min
+
+Each variant fits ``DynamoEmbedder(probe_inputs=pop.probe_inputs, random_state=seed)`` on
+``make_rnn_population()`` (27 members, 256 probes x 50 steps) in its own process, at one
+torch thread, with the changes its name says. Two kinds of variant:
+
+* **Parameters a user can set**: ``batch_size``, ``n_components`` (``bs64``, ``nc4``...).
+* **Changes to the training loop itself**, made here by replacing private pieces, since
+  they are not options of the estimator: ``cosine-E`` replaces the learning-rate
+  reduction on plateaus and the convergence rule by a fixed schedule (linear warm-up over
+  the same 200 steps, then cosine decay to zero at epoch ``E``; the best held-out epoch is
+  restored, as by the default rule); ``epoch-pass`` makes an epoch one pass over all the
+  training pairs (``skdynamo._net.EPOCH_STEPS`` raised from 32 to 128), which with
+  ``batch_size=64`` is 103 steps of 27 x 2 pairs instead of 32; ``member-lr10`` gives
+  the embeddings and per-member maps ten times the learning rate.
+
+Figures: wall time of ``fit`` (recording to scoring), epochs run and whether the default
+rule converged, the best held-out loss (the training criterion on the held-out pairs:
+compare within this table only), held-out output and hidden R^2 (mean, min) from
+``emulation_scores_``, ARI of k-means (k=3) on the embeddings against the task, and the
+held-out hidden R^2 with every member's map re-solved by ridge least squares on all its
+training probes after the fit (``emulation_r2(..., maps=None)``), beside the learned
+maps'.
+
+``--step-cost`` times, at one thread, ``nn.GRU`` (64 units, 50 steps, 5 inputs) forward
+and backward per (model, probe) pair at 32-512 pairs, and a hand-written GRU loop (input
+projections in one matrix product, one ``addmm`` per step) beside ``nn.GRU`` at 243
+pairs: what a training step of the default meta-model costs, and whether a custom kernel
+would be cheaper. Results go to ``benchmarks/results/training.json`` (one entry per
+variant and seed, re-read before each write).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "training.json"
+
+#: name -> (estimator parameters, loop changes)
+VARIANTS = {
+    "defaults": ({}, {}),
+    "bs64": ({"batch_size": 64}, {}),
+    "bs64-epoch-pass": ({"batch_size": 64}, {"epoch_steps": 128}),
+    "cosine-48": ({"max_epochs": 48}, {"cosine": True}),
+    "cosine-80": ({"max_epochs": 80}, {"cosine": True}),
+    "cosine-48-member-lr10": ({"max_epochs": 48}, {"cosine": True, "member_lr": 10.0}),
+    "cosine-48-nc4": ({"max_epochs": 48, "n_components": 4}, {"cosine": True}),
+    "cosine-48-nc8": ({"max_epochs": 48, "n_components": 8}, {"cosine": True}),
+    "cosine-40-bs64-epoch-pass": ({"max_epochs": 40, "batch_size": 64},
+                                  {"cosine": True, "epoch_steps": 128}),
+}
+
+
+def _patch_loop(changes):
+    """Apply a variant's changes to the training loop (private pieces; see the docstring)."""
+    import skdynamo._embedder as E
+    import skdynamo._net as N
+    from skorch.callbacks import Callback, GradientNormClipping
+
+    if "epoch_steps" in changes:
+        N.EPOCH_STEPS = changes["epoch_steps"]
+    if "member_lr" in changes:
+        groups = [(p, {"lr_scale": changes["member_lr"]}) for p in ("embeddings", "map_*")]
+        init = N.DynamoNet.__init__
+
+        def patched_init(self, *args, **kwargs):
+            groups_lr = [(p, {"lr": kwargs["lr"] * g["lr_scale"]}) for p, g in groups]
+            init(self, *args, optimizer__param_groups=groups_lr, **kwargs)
+
+        N.DynamoNet.__init__ = patched_init
+    if not changes.get("cosine"):
+        return
+
+    class WarmupCosine(Callback):
+        """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``;
+        scales each parameter group's own starting rate."""
+
+        def __init__(self, total, warmup):
+            self.total, self.warmup = total, warmup
+
+        def on_train_begin(self, net, **kwargs):
+            self.step_ = 0
+            self.base_ = [g["lr"] for g in net.optimizer_.param_groups]
+
+        def on_batch_begin(self, net, training=False, **kwargs):
+            if not training:
+                return
+            self.step_ += 1
+            s = self.step_
+            if s <= self.warmup:
+                f = s / self.warmup
+            else:
+                p = min(1.0, (s - self.warmup) / max(1, self.total - self.warmup))
+                f = 0.5 * (1 + math.cos(math.pi * p))
+            for g, base in zip(net.optimizer_.param_groups, self.base_):
+                g["lr"] = base * f
+
+    plan = E.training_plan
+    steps = {}
+
+    def recording_plan(*args):
+        out = plan(*args)
+        steps["per_epoch"] = out[2]
+        return out
+
+    def callbacks(self, warmup):
+        return [("grad_clip", GradientNormClipping(gradient_clip_value=1.0)),
+                ("schedule", WarmupCosine(self.max_epochs * steps["per_epoch"], warmup)),
+                # never stops early; restores the best held-out epoch at the end
+                ("early_stopping", N.Converged(monitor="valid_loss", patience=10 ** 9,
+                                               threshold=0.0, load_best=True))]
+
+    E.training_plan = recording_plan
+    E.DynamoEmbedder._callbacks = callbacks
+
+
+def child(name, seed):
+    import torch
+    torch.set_num_threads(1)
+    params, changes = VARIANTS[name]
+    _patch_loop(changes)
+    from skdynamo import DynamoEmbedder
+    from skdynamo.datasets import make_rnn_population
+
+    pop = make_rnn_population()
+    emb = DynamoEmbedder(probe_inputs=pop.probe_inputs, random_state=seed, **params)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the cap warning: `converged` records it
+        emb.fit(pop.models)
+    fit_s = time.perf_counter() - t0
+    out = np.asarray(emb.emulation_scores_.output_r2)
+    hid = np.asarray(emb.emulation_scores_.hidden_r2)
+    ari = adjusted_rand_score(pop.task, KMeans(3, n_init=10, random_state=0)
+                              .fit_predict(emb.embeddings_))
+    hid_ridge = _ridge_map_r2(emb, pop)
+    print(json.dumps(dict(
+        variant=name, seed=seed, params=params, loop=changes, fit_s=fit_s,
+        epochs=emb.n_iter_, converged=bool(emb.converged_) if not changes.get("cosine")
+        else None, steps=int(sum(emb.history_[:, "train_batch_count"])),
+        best_valid_loss=float(min(emb.history_[:, "valid_loss"])),
+        out_r2_mean=float(out.mean()), out_r2_min=float(out.min()),
+        hid_r2_mean=float(hid.mean()), hid_r2_min=float(hid.min()), ari=float(ari),
+        hid_r2_ridge_maps=float(hid_ridge.mean()), threads=torch.get_num_threads())))
+
+
+def _ridge_map_r2(emb, pop):
+    """Held-out hidden R^2 with each member's map re-solved by ridge on its training probes."""
+    import torch
+    from skdynamo._codes import emulation_r2
+    rec = emb.family_.record_targets(pop.models, emb.probe_inputs_, emb._train_idx)
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    p, tr, va = emb.probe_inputs_, emb._train_idx, emb._valid_idx
+    with torch.no_grad():
+        _, hid, _ = emulation_r2(
+            emb.meta_model_, t(emb.embeddings_), (t(p[tr]), t(rec.outputs[:, tr]),
+                                                  t(rec.hidden[:, tr])),
+            (t(p[va]), t(rec.outputs[:, va]), t(rec.hidden[:, va])), loss=emb.loss_)
+    return np.asarray(hid)
+
+
+def step_cost():
+    """Per-pair cost of nn.GRU forward+backward by batch, and a hand-written loop."""
+    import torch
+    from torch import nn
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    n_in, hidden, steps = 5, 64, 50
+    gru = nn.GRU(n_in, hidden, batch_first=True)
+
+    def timed(f, repeats=10):
+        f()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            f()
+        return (time.perf_counter() - t0) / repeats
+
+    def loop(x):
+        w_ih, w_hh, b_ih, b_hh = (gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0,
+                                  gru.bias_hh_l0)
+        gi = torch.addmm(b_ih, x.reshape(-1, n_in), w_ih.t()).view(*x.shape[:2], -1)
+        h, out = x.new_zeros(x.shape[0], hidden), []
+        for i in range(x.shape[1]):
+            ir, iz, inn = gi[:, i].chunk(3, 1)
+            hr, hz, hn = torch.addmm(b_hh, h, w_hh.t()).chunk(3, 1)
+            r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+            n = torch.tanh(inn + r * hn)
+            h = n + z * (h - n)
+            out.append(h)
+        return torch.stack(out, 1)
+
+    print("| pairs | nn.GRU fwd+bwd ms | µs per pair |\n|---|---|---|")
+    for b in (32, 64, 128, 243, 512):
+        x = torch.randn(b, steps, n_in)
+        s = timed(lambda x=x: gru(x)[0].pow(2).mean().backward())
+        print(f"| {b} | {1e3 * s:.1f} | {1e6 * s / b:.0f} |")
+    x = torch.randn(243, steps, n_in)
+    with torch.no_grad():
+        assert torch.allclose(gru(x)[0], loop(x), atol=1e-5)
+    s_nn = timed(lambda: gru(x)[0].pow(2).mean().backward())
+    s_loop = timed(lambda: loop(x).pow(2).mean().backward())
+    print(f"hand-written loop / nn.GRU at 243 pairs: {s_loop / s_nn:.1f}x "
+          f"({1e3 * s_loop:.0f} vs {1e3 * s_nn:.0f} ms), 1 thread")
+
+
+def _row(r):
+    conv = {True: "converged", False: "cap", None: "schedule"}[r["converged"]]
+    return (f"| {r['variant']} | {r['seed']} | {r['fit_s']:.0f} | {r['epochs']} ({conv}) | "
+            f"{r['steps']} | {r['best_valid_loss']:.4f} | {r['out_r2_mean']:.4f} "
+            f"({r['out_r2_min']:.4f}) | {r['hid_r2_mean']:.4f} | "
+            f"{_opt(r, 'hid_r2_ridge_maps', '.4f')} | {_opt(r, 'ari', '.2f')} |")
+
+
+def _opt(r, key, fmt):
+    return "—" if r.get(key) is None else format(r[key], fmt)
+
+
+HEADER = ("| variant | seed | fit s | epochs | steps | best held-out loss | output R² mean (min) "
+          "| hidden R² mean | hidden R², maps re-solved | ARI |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=list(VARIANTS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--table", action="store_true", help="print the stored results")
+    parser.add_argument("--step-cost", action="store_true",
+                        help="time nn.GRU per pair and a hand-written loop, then stop")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.step_cost:
+        return step_cost()
+    if args.child:
+        return child(args.child, args.seed)
+    if args.table:
+        runs = json.loads(RESULTS.read_text())["runs"]
+        print(HEADER)
+        for r in runs.values():
+            print(_row(r))
+        return None
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _provenance import run_child, store_run
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    print(HEADER)
+    for name in args.only or VARIANTS:
+        cmd = [sys.executable, __file__, "--child", name, "--seed", str(args.seed)]
+        r = run_child(cmd, env, f"variant {name}")
+        r["provenance"]["torch_threads"] = r["threads"]
+        print(_row(r), flush=True)
+        store_run(RESULTS, f"{name}/seed{args.seed}", r)
+    return None
+
+
+if __name__ == "__main__":
+    main()

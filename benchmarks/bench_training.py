@@ -7,7 +7,8 @@
 
 Each variant fits ``DynamoEmbedder(probe_inputs=pop.probe_inputs, random_state=seed)`` on
 ``make_rnn_population()`` (27 members, 256 probes x 50 steps) in its own process, at one
-torch thread, with the changes its name says. Two kinds of variant:
+torch thread (``--threads N``: N, stored apart), with the changes its name says. Two
+kinds of variant:
 
 * **Parameters a user can set**: ``batch_size``, ``n_components`` (``bs64``, ``nc4``...).
 * **Changes to the training loop itself**, made here by replacing private pieces, since
@@ -129,9 +130,9 @@ def _patch_loop(changes):
     E.DynamoEmbedder._callbacks = callbacks
 
 
-def child(name, seed):
+def child(name, seed, threads=1):
     import torch
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     params, changes = VARIANTS[name]
     _patch_loop(changes)
     from skdynamo import DynamoEmbedder
@@ -220,7 +221,9 @@ def step_cost():
 
 def _row(r):
     conv = {True: "converged", False: "cap", None: "schedule"}[r["converged"]]
-    return (f"| {r['variant']} | {r['seed']} | {r['fit_s']:.0f} | {r['epochs']} ({conv}) | "
+    threads = "" if r["threads"] == 1 else f", {r['threads']} threads"
+    return (f"| {r['variant']}{threads} | {r['seed']} | {r['fit_s']:.0f} | "
+            f"{r['epochs']} ({conv}) | "
             f"{r['steps']} | {r['best_valid_loss']:.4f} | {r['out_r2_mean']:.4f} "
             f"({r['out_r2_min']:.4f}) | {r['hid_r2_mean']:.4f} | "
             f"{_opt(r, 'hid_r2_ridge_maps', '.4f')} | {_opt(r, 'ari', '.2f')} |")
@@ -239,6 +242,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of each fit (default 1; others are stored apart)")
     parser.add_argument("--table", action="store_true", help="print the stored results")
     parser.add_argument("--step-cost", action="store_true",
                         help="time nn.GRU per pair and a hand-written loop, then stop")
@@ -247,7 +252,7 @@ def main(argv=None):
     if args.step_cost:
         return step_cost()
     if args.child:
-        return child(args.child, args.seed)
+        return child(args.child, args.seed, args.threads)
     if args.table:
         runs = json.loads(RESULTS.read_text())["runs"]
         print(HEADER)
@@ -256,14 +261,16 @@ def main(argv=None):
         return None
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from _provenance import run_child, store_run
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     print(HEADER)
     for name in args.only or VARIANTS:
-        cmd = [sys.executable, __file__, "--child", name, "--seed", str(args.seed)]
+        cmd = [sys.executable, __file__, "--child", name, "--seed", str(args.seed),
+               "--threads", str(args.threads)]
         r = run_child(cmd, env, f"variant {name}")
         r["provenance"]["torch_threads"] = r["threads"]
         print(_row(r), flush=True)
-        store_run(RESULTS, f"{name}/seed{args.seed}", r)
+        key = f"{name}/seed{args.seed}" + ("" if args.threads == 1 else f"/threads{args.threads}")
+        store_run(RESULTS, key, r)
     return None
 
 

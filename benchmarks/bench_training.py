@@ -71,47 +71,33 @@ def _patch_loop(changes):
     """Apply a variant's changes to the training loop (private pieces; see the docstring)."""
     import skdynamo._embedder as E
     import skdynamo._net as N
-    from skorch.callbacks import Callback, GradientNormClipping
+    from skorch.callbacks import LRScheduler
+    from torch.optim.lr_scheduler import LambdaLR
 
     if "epoch_steps" in changes:
         N.EPOCH_STEPS = changes["epoch_steps"]
     if "member_lr" in changes:
-        groups = [(p, {"lr_scale": changes["member_lr"]}) for p in ("embeddings", "map_*")]
-        init = N.DynamoNet.__init__
+        init, scale = N.DynamoNet.__init__, changes["member_lr"]
 
         def patched_init(self, *args, **kwargs):
-            groups_lr = [(p, {"lr": kwargs["lr"] * g["lr_scale"]}) for p, g in groups]
-            init(self, *args, optimizer__param_groups=groups_lr, **kwargs)
+            groups = [(p, {"lr": kwargs["lr"] * scale}) for p in ("embeddings", "map_*")]
+            init(self, *args, optimizer__param_groups=groups, **kwargs)
 
         N.DynamoNet.__init__ = patched_init
     if not changes.get("cosine"):
         return
 
-    class WarmupCosine(Callback):
-        """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``;
-        scales each parameter group's own starting rate."""
+    def warmup_cosine(total, warmup):
+        """Factor of each group's rate for the optimiser step after ``i`` steps: linear
+        warm-up over ``warmup`` steps, then cosine decay to 0 at step ``total``."""
+        def factor(i):
+            s = i + 1
+            if s <= warmup:
+                return s / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total - warmup))))
+        return factor
 
-        def __init__(self, total, warmup):
-            self.total, self.warmup = total, warmup
-
-        def on_train_begin(self, net, **kwargs):
-            self.step_ = 0
-            self.base_ = [g["lr"] for g in net.optimizer_.param_groups]
-
-        def on_batch_begin(self, net, training=False, **kwargs):
-            if not training:
-                return
-            self.step_ += 1
-            s = self.step_
-            if s <= self.warmup:
-                f = s / self.warmup
-            else:
-                p = min(1.0, (s - self.warmup) / max(1, self.total - self.warmup))
-                f = 0.5 * (1 + math.cos(math.pi * p))
-            for g, base in zip(net.optimizer_.param_groups, self.base_):
-                g["lr"] = base * f
-
-    plan = E.training_plan
+    plan, default_callbacks = E.training_plan, E.DynamoEmbedder._callbacks
     steps = {}
 
     def recording_plan(*args):
@@ -120,11 +106,17 @@ def _patch_loop(changes):
         return out
 
     def callbacks(self, warmup):
-        return [("grad_clip", GradientNormClipping(gradient_clip_value=1.0)),
-                ("schedule", WarmupCosine(self.max_epochs * steps["per_epoch"], warmup)),
-                # never stops early; restores the best held-out epoch at the end
-                ("early_stopping", N.Converged(monitor="valid_loss", patience=10 ** 9,
-                                               threshold=0.0, load_best=True))]
+        # The estimator's callbacks, with its warm-up, plateau reduction and convergence
+        # rule replaced by the schedule and a rule that never stops early (it restores
+        # the best held-out epoch at the end).
+        kept = [(n, cb) for n, cb in default_callbacks(self, warmup)
+                if n not in ("lr_warmup", "lr_plateau", "early_stopping")]
+        total = self.max_epochs * steps["per_epoch"]
+        return kept + [
+            ("schedule", LRScheduler(policy=LambdaLR, step_every="batch",
+                                     lr_lambda=warmup_cosine(total, warmup))),
+            ("early_stopping", N.Converged(monitor="valid_loss", patience=10 ** 9,
+                                           threshold=0.0, load_best=True))]
 
     E.training_plan = recording_plan
     E.DynamoEmbedder._callbacks = callbacks

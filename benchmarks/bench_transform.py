@@ -3,6 +3,8 @@ previous search, at 100 and 1,000 models.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_transform.py --threads 1
     python benchmarks/bench_transform.py --sizes 100 --weights /tmp/fit.pt   # reuse a fit
+    PYTHONPATH=/tmp/old OMP_NUM_THREADS=1 python benchmarks/bench_transform.py \
+        --weights /tmp/fit.pt --time-only 1000    # one transform call, of another checkout
 
 The embedder is fitted with its defaults on ``make_rnn_population()`` (27 RNN/GRU/LSTM on
 flip-flop, integration and delay; about 3-5 minutes at one thread), or loaded from
@@ -35,6 +37,10 @@ quality vs the previous search : the previous default search (every candidate sc
 twins : largest distance between an exact twin's embedding and its original's, divided
     by the same mean distance.
 
+``--time-only N`` times one ``transform`` call of N derived networks with the fit of
+``--weights`` and prints it (nothing stored): run it with ``PYTHONPATH`` set to two
+checkouts, one after the other, to compare two versions of the code on one machine.
+
 Results go to ``benchmarks/results/transform.json``.
 """
 
@@ -49,6 +55,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import skdynamo
 from skdynamo import DynamoEmbedder, load_weights, save_weights
 from skdynamo._codes import fit_codes, search_candidates
 from skdynamo.datasets import make_rnn_population, permute_hidden_units
@@ -155,6 +162,8 @@ def main():
                         help="models of each size also embedded by the previous search")
     parser.add_argument("--weights", default=None,
                         help="weights file of the fit: loaded if it exists, else written")
+    parser.add_argument("--time-only", type=int, default=None, metavar="N",
+                        help="time one transform call of N derived networks and exit")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -177,6 +186,15 @@ def main():
         print(f"[fit] {len(pop.models)} models in {fit_s:.0f} s ({threads} threads)")
         if args.weights:
             save_weights(emb, args.weights)
+    if args.time_only:
+        models, _ = derived_population(list(pop.models) + list(held.models), args.time_only)
+        emb.transform(models[:8])                                   # warm-up
+        t0 = time.perf_counter()
+        emb.transform(models)
+        ms = 1e3 * (time.perf_counter() - t0) / len(models)
+        print(f"skdynamo from {Path(skdynamo.__file__).parent}: transform {ms:.1f} ms per "
+              f"model over {len(models)} networks, recording included ({threads} threads)")
+        return
     Z = emb.embeddings_
     scale = float(np.linalg.norm(Z[:, None] - Z[None], axis=-1).sum() / (len(Z) * (len(Z) - 1)))
     print(f"transform settings: n_starts={emb.n_starts}, transform_max_iter="

@@ -2,8 +2,9 @@
 
 :func:`multi_start_search` is the one multi-start search of the embedding space, shared by
 ``transform`` (:func:`fit_codes`) and :class:`~skdynamo.DynamoSemiSupervised`.
-``transform`` scores every candidate for every model in one batched closed-form call
-(:func:`candidate_scores`), refines the best few steps (:func:`embed_chunk`) and runs its
+``transform`` runs the meta-model at the candidates once per call
+(:func:`candidate_states`), scores every candidate for every model in one batched
+closed-form call (:func:`candidate_scores`), refines the best few steps (:func:`embed_chunk`) and runs its
 chunks of models through joblib (:func:`fit_codes`).
 """
 
@@ -14,7 +15,7 @@ from sklearn.cluster import KMeans
 from sklearn.utils import Bunch
 
 __all__ = ["fit_codes", "embed_chunk", "candidate_scores", "ridge_maps", "emulation_r2",
-           "multi_start_search", "search_candidates"]
+           "multi_start_search", "search_candidates", "candidate_states"]
 
 
 #: Adam learning rate of ``transform``'s refinement: steps of about 1% of the spread of
@@ -82,7 +83,7 @@ def search_candidates(embeddings):
 
 
 def multi_start_search(objective, candidates, *, n_starts, max_iter, lr, score_chunk=None,
-                       scores=None):
+                       scores=None, final_objective=None):
     """Minimise ``objective`` over embeddings from the best of ``candidates``.
 
     Every candidate is scored first; the ``n_starts`` best per problem are refined
@@ -102,6 +103,9 @@ def multi_start_search(objective, candidates, *, n_starts, max_iter, lr, score_c
     scores : tensor of shape (M, C), default=None
         The candidates' losses, when already computed (then ``objective`` is not called
         on the candidates).
+    final_objective : callable, default=None
+        Scores the refined starts to pick each problem's winner (``objective`` if None:
+        for example the loss on all probes after refining on a few).
 
     Returns
     -------
@@ -132,23 +136,52 @@ def multi_start_search(objective, candidates, *, n_starts, max_iter, lr, score_c
         opt.step()
         sched.step()
     with torch.no_grad():
-        final = objective(theta)
+        final = (objective if final_objective is None else final_objective)(theta)
         pick = final.argmin(1)
         rows = torch.arange(final.shape[0], device=final.device)
         return Bunch(theta=theta[rows, pick].detach(), loss=final[rows, pick],
                      starts=starts, starts_refined=theta.detach(), losses=final)
 
 
+def candidate_states(meta, probes, candidates, *, ridge=1e-3):
+    """What scoring models at ``candidates`` needs that does not depend on the models.
+
+    The meta-model runs once at each candidate (C, d) on ``probes``; its states are
+    augmented with a constant 1 and the Cholesky factor of each candidate's ridge normal
+    matrix ``G^T G + mu I`` is taken (in float64), so :func:`candidate_scores` costs
+    only products with the models' targets. Computed once per ``transform`` call and
+    shared by all chunks of models.
+
+    Returns
+    -------
+    Bunch
+        Emulated ``outputs`` (C, P, ...), augmented ``states`` (C, N, J) or, with
+        per-step maps, (C, T, P, J), ``cholesky`` (C, [T,] J, J) and ``mu``.
+    """
+    with torch.no_grad():
+        y_c, g_c = _run(meta, probes, candidates[None])
+        y_c, g_c = y_c[0], g_c[0]                                   # (C, P, ...), (C, P, T, H)
+        ga = (_augment(g_c).transpose(1, 2) if meta.per_step_maps   # (C, T, P, J)
+              else _augment(g_c).flatten(1, 2))                     # (C, N, J)
+        mu = ridge * ga.shape[-2]
+        ga64 = ga.double()
+        eye = torch.eye(ga.shape[-1], dtype=torch.float64, device=ga.device)
+        chol = torch.linalg.cholesky(ga64.transpose(-1, -2) @ ga64 + mu * eye)
+    return Bunch(outputs=y_c, states=ga, cholesky=chol, mu=mu,
+                 per_step=bool(meta.per_step_maps))
+
+
 def candidate_scores(meta, probes, candidates, outputs, hidden, scale, *, loss,
-                     ridge=1e-3):
+                     ridge=1e-3, states=None):
     """Loss of every model at every candidate embedding, in one batched call: (M, C).
 
-    The meta-model runs once at each candidate on ``probes`` (model-independent); each
-    model's map ``V`` is then solved in closed form against the candidate's states, and
-    its hidden residual is read off the normal equations without forming the
-    reconstruction: with ``A = G^T G + mu I``, ``b = G^T h`` and ``W = A^-1 b``,
-    ``|h - G W|^2 = |h|^2 - <W, b> - mu |W|^2``. Equal to the search's objective
-    (:func:`ridge_maps`, ``loss.per_model`` and the penalty) at each candidate.
+    The meta-model runs once at each candidate on ``probes`` (model-independent,
+    :func:`candidate_states`); each model's map ``V`` is then solved in closed form
+    against the candidate's states, and its hidden residual is read off the normal
+    equations without forming the reconstruction: with ``A = G^T G + mu I``,
+    ``b = G^T h`` and ``W = A^-1 b``, ``|h - G W|^2 = |h|^2 - <W, b> - mu |W|^2``. Equal
+    to the search's objective (:func:`ridge_maps`, ``loss.per_model`` and the penalty)
+    at each candidate.
 
     Parameters
     ----------
@@ -160,33 +193,38 @@ def candidate_scores(meta, probes, candidates, outputs, hidden, scale, *, loss,
     loss : DynamoLoss
     ridge : float, default=1e-3
         Ridge of the maps, as in :func:`ridge_maps`.
+    states : Bunch, default=None
+        :func:`candidate_states` of these ``meta``, ``probes``, ``candidates`` and
+        ``ridge``, when already computed.
 
     Returns
     -------
     tensor of shape (M, C)
     """
+    if states is None:
+        states = candidate_states(meta, probes, candidates, ridge=ridge)
     with torch.no_grad():
-        y_c, g_c = _run(meta, probes, candidates[None])
-        y_c, g_c = y_c[0], g_c[0]                                   # (C, P, ...), (C, P, T, H)
+        y_c, ga, chol, mu = states.outputs, states.states, states.cholesky, states.mu
         m, c = outputs.shape[0], candidates.shape[0]
         y_hat = loss.emulated_outputs(y_c[None].expand(m, *y_c.shape))
         y_hat = y_hat.reshape(m * c, *y_hat.shape[2:])
         y = outputs[:, None].expand(m, c, *outputs.shape[1:]).reshape(m * c, *outputs.shape[1:])
         out = loss.output(y_hat, y, scale.repeat_interleave(c)).view(m, c)
-        # One normal-equation system per candidate (and per step for per-step maps).
-        if meta.per_step_maps:
-            ga, hf = _augment(g_c).transpose(1, 2), hidden.transpose(1, 2)  # (C,T,P,J), (M,T,P,k)
-            b = torch.einsum("ctpj,mtpk->mctjk", ga, hf)
+        # One normal-equation system per candidate (and per step for per-step maps),
+        # solved for every model at once: b is (C, [T,] J, M * k).
+        if states.per_step:
+            hf = hidden.transpose(1, 2)                                     # (M, T, P, k)
+            b = torch.einsum("ctpj,mtpk->ctjmk", ga, hf)
         else:
-            ga, hf = _augment(g_c).flatten(1, 2), hidden.flatten(1, 2)      # (C,N,J), (M,N,k)
-            b = torch.einsum("cnj,mnk->mcjk", ga, hf)
+            hf = hidden.flatten(1, 2)                                       # (M, N, k)
+            b = torch.einsum("cnj,mnk->cjmk", ga, hf)
         # The residual is a difference of near-equal sums: solved and summed in float64.
-        mu = ridge * ga.shape[-2]
-        ga64, b = ga.double(), b.double()
-        eye = torch.eye(ga.shape[-1], dtype=torch.float64, device=ga.device)
-        w = torch.linalg.solve(ga64.transpose(-1, -2) @ ga64 + mu * eye, b)
-        resid = ((hf.double() ** 2).sum((-2, -1)).view(m, 1, -1)
-                 - ((w * b).sum((-2, -1)) + mu * (w ** 2).sum((-2, -1))).reshape(m, c, -1))
+        shape = b.shape
+        b = b.double().flatten(-2)
+        w = torch.cholesky_solve(b, chol)
+        fit = ((w * b) + mu * w ** 2).view(shape).sum((-3, -1))            # (C, [T,] M)
+        fit = fit.movedim(-1, 0).reshape(m, c, -1)
+        resid = (hf.double() ** 2).sum((-2, -1)).view(m, 1, -1) - fit
         n_points = hidden.shape[1] * hidden.shape[2]
         hid = (resid.sum(-1).clamp_min(0.0) / n_points).to(out.dtype)
         return out + loss.hidden_weight * hid + loss.penalty(candidates)[None]
@@ -209,21 +247,23 @@ def _chunk_objective(meta, probes, y_m, h_m, s_m, loss):
 
 
 def embed_chunk(meta, probes, outputs, hidden, scale, candidates, *, loss, n_starts,
-                max_iter, lr, n_refine):
+                max_iter, lr, n_refine, states=None):
     """Embeddings of one chunk of models: candidates scored, best starts refined.
 
-    Every candidate is scored on all ``probes`` in one call (:func:`candidate_scores`);
-    the ``n_starts`` best per model are refined together by Adam for ``max_iter`` steps
-    on ``n_refine`` evenly spaced probes (:func:`multi_start_search`), and each refined
-    start is re-scored on all ``probes``; the lowest loss wins, the best candidate
-    included, so refinement on fewer probes can only improve the result on all of them.
+    Every candidate is scored on all ``probes`` in one call (:func:`candidate_scores`,
+    from ``states`` when given); the ``n_starts`` best per model are refined together by
+    Adam for ``max_iter`` steps on ``n_refine`` evenly spaced probes
+    (:func:`multi_start_search`), and each refined start is re-scored on all ``probes``;
+    the lowest loss wins, the best candidate included, so refinement on fewer probes can
+    only improve the result on all of them.
 
     Returns
     -------
     theta : ndarray (M, d); loss : ndarray (M,)
         Loss on all ``probes``.
     """
-    scores = candidate_scores(meta, probes, candidates, outputs, hidden, scale, loss=loss)
+    scores = candidate_scores(meta, probes, candidates, outputs, hidden, scale, loss=loss,
+                              states=states)
     best = scores.argmin(1)
     theta, value = candidates[best], scores.gather(1, best[:, None])[:, 0]
     if max_iter > 0:
@@ -232,20 +272,16 @@ def embed_chunk(meta, probes, outputs, hidden, scale, candidates, *, loss, n_sta
         found = multi_start_search(
             _chunk_objective(meta, probes[sub], outputs[:, sub], hidden[:, sub], scale,
                              loss),
-            candidates, n_starts=n_starts, max_iter=max_iter, lr=lr, scores=scores)
-        with torch.no_grad():
-            refined = _chunk_objective(meta, probes, outputs, hidden, scale,
-                                       loss)(found.starts_refined)
-        pick = refined.argmin(1)
-        rows = torch.arange(len(pick), device=pick.device)
-        better = refined[rows, pick] < value
-        theta = torch.where(better[:, None], found.starts_refined[rows, pick], theta)
-        value = torch.where(better, refined[rows, pick], value)
+            candidates, n_starts=n_starts, max_iter=max_iter, lr=lr, scores=scores,
+            final_objective=_chunk_objective(meta, probes, outputs, hidden, scale, loss))
+        better = found.loss < value
+        theta = torch.where(better[:, None], found.theta, theta)
+        value = torch.where(better, found.loss, value)
     return theta.cpu().numpy(), value.cpu().numpy()
 
 
 def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, loss, n_starts=1,
-              max_iter=3, lr=SEARCH_LR, n_refine=8, chunk=None, n_jobs=None):
+              max_iter=3, lr=SEARCH_LR, n_refine=8, chunk=None, n_jobs=None, states=None):
     """Find each model's embedding with the meta-model frozen, in chunks of models.
 
     Each chunk of models is embedded by :func:`embed_chunk` (candidates scored
@@ -261,6 +297,9 @@ def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, loss, n_start
     loss : DynamoLoss
     chunk : int, default=None
         Models per chunk; ``None``: at most 64, and at least one chunk per joblib worker.
+    states : Bunch, default=None
+        :func:`candidate_states` of ``meta``, ``probes`` and ``candidates``; computed
+        here (once for all chunks) when None.
 
     Returns
     -------
@@ -268,13 +307,15 @@ def fit_codes(meta, probes, outputs, hidden, scale, candidates, *, loss, n_start
     """
     for p in meta.parameters():
         p.requires_grad_(False)
+    if states is None:
+        states = candidate_states(meta, probes, candidates)
     n_models = outputs.shape[0]
     if chunk is None:
         chunk = max(1, min(64, -(-n_models // effective_n_jobs(n_jobs))))
     parts = Parallel(n_jobs=n_jobs, prefer="threads")(
         delayed(embed_chunk)(meta, probes, outputs[i:i + chunk], hidden[i:i + chunk],
                              scale[i:i + chunk], candidates, loss=loss, n_starts=n_starts,
-                             max_iter=max_iter, lr=lr, n_refine=n_refine)
+                             max_iter=max_iter, lr=lr, n_refine=n_refine, states=states)
         for i in range(0, n_models, chunk))
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 

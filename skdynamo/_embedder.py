@@ -17,7 +17,7 @@ from skorch.callbacks import GradientNormClipping, LRScheduler
 from skorch.helper import predefined_split
 
 from ._augment import n_augmented
-from ._codes import emulation_r2, fit_codes, search_candidates
+from ._codes import candidate_states, emulation_r2, fit_codes, search_candidates
 from ._guards import check_device
 from ._loss import DynamoLoss, resolve_output_loss
 from ._net import (AcceleratedDynamoNet, Converged, DynamoNet, EpochProgressBar, LRWarmup,
@@ -636,10 +636,12 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         probes = family.check_probes(self.probe_inputs_, models)
         tr, va = self._train_idx, self._valid_idx
         t = self._torch
-        candidates = t(search_candidates(self.embeddings_))
         # A fixed subset of training probes keeps the per-step cost independent of P.
         n_sub = family.n_search_probes
         sub = tr[np.linspace(0, len(tr) - 1, min(len(tr), n_sub)).astype(int)]
+        candidates = t(search_candidates(self.embeddings_))
+        # The meta-model's runs at the candidates do not depend on the models: once.
+        states = candidate_states(self.meta_model_, t(probes[sub]), candidates)
         block = 64 * effective_n_jobs(self.n_jobs)
         thetas, parts = [], []
         for start in range(0, len(models), block):
@@ -650,7 +652,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 self.meta_model_, t(probes[sub]), t(outputs[:, sub]), t(hidden[:, sub]),
                 t(scales), candidates, loss=loss, n_starts=self.n_starts,
                 max_iter=self.transform_max_iter, n_refine=family.n_refine_probes,
-                n_jobs=self.n_jobs)
+                n_jobs=self.n_jobs, states=states)
             thetas.append(theta.astype(np.float64))
             if scores:
                 train = (t(probes[tr]), t(outputs[:, tr]), t(hidden[:, tr]))

@@ -1,26 +1,40 @@
 """Turning recordings into DYNAMO's training targets (numpy only)."""
 
 import numpy as np
+from scipy.linalg import eigh
 from sklearn.decomposition import PCA
 
 __all__ = ["reduce_hidden", "reduce_layers", "output_variance", "pad_targets",
            "initial_embeddings"]
 
 
-def _pca_scores(train, flat, n_pcs):
-    """Unit-total-variance, sign-fixed PCA scores of ``flat`` (rows) fitted on ``train``."""
-    k = int(min(n_pcs, train.shape[1], train.shape[0]))
-    # The eigendecomposition of the units' covariance (units << samples) gives the same
-    # components as a full SVD of the samples, several times faster.
-    pca = PCA(n_components=k, svd_solver="covariance_eigh").fit(train)
-    total = float(pca.explained_variance_.sum())
+def _pca_scores(x, train_idx, n_pcs):
+    """Unit-total-variance, sign-fixed PCA scores of ``x`` (..., n_units), fitted on the
+    rows ``x[train_idx]`` (indices into the first axis); shape ``x.shape[:-1] + (k,)``.
+
+    The components are the leading eigenvectors of the units' covariance on the training
+    rows (what ``PCA(svd_solver="covariance_eigh")`` computes, without its checks and
+    copies: the reduction runs once per member in every fit and ``transform``).
+    """
+    units = x.shape[-1]
+    x = np.asarray(x)
+    # Centred in float64 in one pass (float32 recordings are not copied first).
+    centred = np.subtract(x, x[train_idx].reshape(-1, units).mean(0, dtype=np.float64),
+                          dtype=np.float64)
+    train = centred[train_idx].reshape(-1, units)
+    k = int(min(n_pcs, units, train.shape[0]))
+    cov = train.T @ train / max(train.shape[0] - 1, 1)
+    values, vectors = eigh(cov, subset_by_index=[units - k, units - 1])
+    total = float(np.clip(values, 0.0, None).sum())
     if total <= 1e-12:
         # A model (or layer) whose state never moves has nothing to emulate: zero targets.
-        return np.zeros((flat.shape[0], k))
-    # pca.transform without its input checks (the arrays are ours and finite).
-    project = lambda a: (a - pca.mean_) @ pca.components_.T  # noqa: E731
-    signs = np.where((project(train) ** 3).sum(0) < 0, -1.0, 1.0)
-    return project(flat) * (signs / np.sqrt(total))
+        return np.zeros(x.shape[:-1] + (k,))
+    vectors = vectors[:, ::-1]                              # largest variance first
+    scores = centred @ vectors
+    s = scores[train_idx].reshape(-1, k)
+    signs = np.where((s * s * s).sum(0) < 0, -1.0, 1.0)
+    scores *= signs / np.sqrt(total)
+    return scores
 
 
 def reduce_hidden(hidden, train_idx, n_pcs):
@@ -34,11 +48,7 @@ def reduce_hidden(hidden, train_idx, n_pcs):
     -------
     reduced : ndarray of shape (n_probes, n_timesteps, k), float32
     """
-    n_probes, steps, units = hidden.shape
-    flat = hidden.reshape(-1, units).astype(np.float64)
-    train = hidden[train_idx].reshape(-1, units).astype(np.float64)
-    scores = _pca_scores(train, flat, n_pcs)
-    return scores.reshape(n_probes, steps, -1).astype(np.float32)
+    return _pca_scores(hidden, train_idx, n_pcs).astype(np.float32)
 
 
 def reduce_layers(layers, train_idx, n_pcs):
@@ -59,8 +69,7 @@ def reduce_layers(layers, train_idx, n_pcs):
     reduced = np.zeros((n_probes, len(layers), n_pcs), dtype=np.float32)
     mask = np.zeros((len(layers), n_pcs), dtype=np.float32)
     for i, a in enumerate(layers):
-        a = np.asarray(a, dtype=np.float64)
-        scores = _pca_scores(a[train_idx], a, n_pcs)
+        scores = _pca_scores(a, train_idx, n_pcs)
         reduced[:, i, : scores.shape[1]] = scores
         mask[i, : scores.shape[1]] = 1.0
     return reduced, mask

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from skdynamo._codes import (_chunk_objective, _run, candidate_scores, embed_chunk, fit_codes,
-                             multi_start_search, search_candidates)
+from skdynamo._codes import (_chunk_objective, _run, candidate_scores, candidate_states,
+                             embed_chunk, fit_codes, multi_start_search, search_candidates)
 from skdynamo._loss import DynamoLoss
 from skdynamo.nn import ConditionedCNN, ConditionedRNN
 
@@ -106,6 +106,11 @@ def test_candidate_scores_equal_the_search_objective_at_every_candidate(kind):
     one_by_one = _chunk_objective(meta, probes, y, hidden, scale, loss)(cand[None])
     assert batched.shape == (5, 7)
     torch.testing.assert_close(batched, one_by_one, rtol=1e-4, atol=1e-5)
+    # States computed once (as transform does for all its chunks) give the same scores.
+    states = candidate_states(meta, probes, cand)
+    torch.testing.assert_close(candidate_scores(meta, probes, cand, y[:2], hidden[:2],
+                                                scale[:2], loss=loss, states=states),
+                               batched[:2], rtol=1e-5, atol=1e-6)
 
 
 def test_embed_chunk_never_returns_worse_than_the_best_candidate():

@@ -45,6 +45,19 @@ def test_scoring_in_chunks_changes_nothing_and_no_steps_keeps_a_candidate():
     assert search_candidates(np.random.RandomState(0).rand(100, 2)).shape == (32, 2)
 
 
+def test_the_final_objective_picks_the_winner_among_the_refined_starts():
+    # Refined on a bowl at (1, 1), judged by a bowl at (-2, 0.5): the start nearer the
+    # second bowl wins, and the returned losses are the final objective's.
+    cand = torch.tensor([[1.2, 0.8], [-1.5, 0.0], [5.0, 5.0]])
+    near, far = _bowl(torch.tensor([[1.0, 1.0]])), _bowl(torch.tensor([[-2.0, 0.5]]))
+    found = multi_start_search(near, cand, n_starts=2, max_iter=0, lr=0.1,
+                               final_objective=far)
+    assert torch.equal(found.theta[0], cand[1])
+    assert torch.equal(found.losses, far(found.starts_refined))
+    plain = multi_start_search(near, cand, n_starts=2, max_iter=0, lr=0.1)
+    assert torch.equal(plain.theta[0], cand[0])
+
+
 def test_search_leaves_the_meta_model_gradients_alone():
     meta = ConditionedRNN(2, 2, 2, hidden_size=4)
     x = torch.randn(3, 5, 2)

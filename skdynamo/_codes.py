@@ -110,8 +110,9 @@ def multi_start_search(objective, candidates, *, n_starts, max_iter, lr, score_c
     Returns
     -------
     Bunch
-        ``theta`` (M, d) and ``loss`` (M,) of the winners, ``starts`` (M, S, d), the
-        refined starts ``starts_refined`` (M, S, d) and their final ``losses`` (M, S).
+        ``theta`` (M, d) and ``loss`` (M,) of the winners (by ``final_objective``),
+        ``starts`` (M, S, d), the refined starts ``starts_refined`` (M, S, d) and their
+        final ``losses`` (M, S).
     """
     cand = candidates[None]
     with torch.no_grad():

@@ -639,9 +639,9 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # A fixed subset of training probes keeps the per-step cost independent of P.
         n_sub = family.n_search_probes
         sub = tr[np.linspace(0, len(tr) - 1, min(len(tr), n_sub)).astype(int)]
-        candidates = t(search_candidates(self.embeddings_))
+        search_probes, candidates = t(probes[sub]), t(search_candidates(self.embeddings_))
         # The meta-model's runs at the candidates do not depend on the models: once.
-        states = candidate_states(self.meta_model_, t(probes[sub]), candidates)
+        states = candidate_states(self.meta_model_, search_probes, candidates)
         block = 64 * effective_n_jobs(self.n_jobs)
         thetas, parts = [], []
         for start in range(0, len(models), block):
@@ -649,7 +649,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                                         output_shape=self._output_shape)
             outputs, hidden, scales = rec.outputs, rec.hidden, rec.scales
             theta, _ = fit_codes(
-                self.meta_model_, t(probes[sub]), t(outputs[:, sub]), t(hidden[:, sub]),
+                self.meta_model_, search_probes, t(outputs[:, sub]), t(hidden[:, sub]),
                 t(scales), candidates, loss=loss, n_starts=self.n_starts,
                 max_iter=self.transform_max_iter, n_refine=family.n_refine_probes,
                 n_jobs=self.n_jobs, states=states)

@@ -45,6 +45,7 @@ BENCHMARKS = {
     "hidden": ["benchmarks/bench_hidden.py"],
     "cnn": ["benchmarks/bench_cnn.py", "--threads", "1"],
     "transformer": ["benchmarks/bench_transformer.py", "--threads", "1"],
+    "precision": ["benchmarks/bench_precision.py"],
     "dynamics": ["benchmarks/bench_dynamics.py", "--part", "all", "--out", "docs/_static"],
 }
 
@@ -259,6 +260,38 @@ def fidelity_variants(data, old, path):
             + " Epochs marked * ended at the cap.", ""] + lines
 
 
+def fidelity_precision(data, old, path):
+    """docs/fidelity.md, training precision: float32 and bfloat16 fits of each population
+    at each seed, back to back (``bench_precision.py``)."""
+    header = row(["population", "precision", "output R² mean (min), per seed",
+                  "hidden R² mean", "epochs", "fit s", "s / epoch",
+                  "ARI map / behaviour", "averaging ratio", "stability"])
+    lines, shown = [header, row(["---"] * 10)], []
+    for name, p in data["populations"].items():
+        for i, precision in enumerate(("float32", "bfloat16")):
+            runs = [r for r in p["runs"] if r["precision"] == precision]
+            ari = ("—" if "ari_dynamo" not in runs[0] else
+                   " / ".join(_same_or_list([r[k] for r in runs], _ari)
+                              for k in ("ari_dynamo", "ari_cluster")))
+            avg = ("—" if "avg_ratio" not in runs[0] else
+                   ", ".join(_num(r["avg_ratio"], 2) for r in runs))
+            stab = p["stability"].get(precision)
+            lines.append(row([
+                "" if i else NAMES.get(name, name), precision,
+                " / ".join(f"{_r2(r['out_r2_mean'])} ({_r2(r['out_r2_min'])})" for r in runs),
+                _same_or_list([r["hid_r2_mean"] for r in runs], lambda v: _num(v, 3),
+                              sep=" / ", times=True),
+                ", ".join(str(r["epochs"]) + ("*" if r["hit_cap"] else "") for r in runs),
+                ", ".join(f"{r['fit_seconds']:.0f}" for r in runs),
+                _num(sum(r["seconds_per_epoch"] for r in runs) / len(runs), 2),
+                ari, avg, "—" if stab is None else _num(stab, 3)]))
+        shown.append(p)
+    return [stamp(path, [p.get("run") for p in shown],
+                  [r.get("torch_threads") for p in shown for r in p["runs"]])
+            + " Epochs marked * ended at the cap; s / epoch is the mean over the seeds.",
+            ""] + lines
+
+
 def applications_averaging(data, old, path):
     """docs/applications.md, averaging: DYNAMO centroid vs weight averaging."""
     a = data["averaging"]
@@ -355,6 +388,7 @@ GENERATORS = {
     "fidelity": ("fidelity.json", "fidelity", fidelity_after),
     "fidelity-clustering": ("fidelity.json", "fidelity", fidelity_clustering),
     "fidelity-variants": ("fidelity_variants.json", "fidelity", fidelity_variants),
+    "fidelity-precision": ("precision.json", "precision", fidelity_precision),
     "applications-averaging": ("applications.json", "applications", applications_averaging),
     "applications-twins": ("applications.json", "applications", applications_twins),
     "readme-embedder": ("embedder.json", "embedder", readme_embedder),

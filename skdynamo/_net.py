@@ -210,7 +210,23 @@ class DynamoNet(NeuralNet):
     """skorch net for DYNAMO: the criterion is :class:`~skdynamo._loss.DynamoLoss` (the data
     term, per (model, probe) pair of a :class:`PairDataset` batch); :meth:`get_loss` adds
     the embedding penalty on top of it, as skorch's documentation adds regularisation, and
-    refuses a non-finite loss."""
+    refuses a non-finite loss. ``train_dtype=torch.bfloat16`` runs the training steps'
+    forward pass under autocast (:meth:`infer`)."""
+
+    def __init__(self, *args, train_dtype=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_dtype = train_dtype
+
+    def infer(self, x, **fit_params):
+        """The module's forward pass; training steps under autocast to ``train_dtype``
+        (None: float32) with the outputs cast back to float32, so the loss, the
+        gradients' accumulation and the optimiser stay in float32. The held-out pass
+        (the module in eval mode) always runs in float32."""
+        if self.train_dtype is None or not self.module_.training:
+            return super().infer(x, **fit_params)
+        with torch.autocast(torch.device(self.device).type, dtype=self.train_dtype):
+            y_pred = super().infer(x, **fit_params)
+        return tuple(t.float() for t in y_pred)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         # The batch's pairs: the data term is per pair, the penalty on the embeddings of

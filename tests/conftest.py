@@ -9,6 +9,7 @@ import copy
 
 import numpy as np
 import pytest
+from skorch.callbacks import Callback
 import torch
 
 torch.set_num_threads(1)
@@ -115,3 +116,11 @@ def r2(pred, target):
     t = target.reshape(-1, target.shape[-1])
     ss_res = ((pred.reshape(t.shape) - t) ** 2).sum()
     return 1.0 - ss_res / ((t - t.mean(0)) ** 2).sum()
+
+
+class RecordTrainDtype(Callback):
+    """Records the net's autocast dtype of training steps (``None``: float32) in the
+    history of every epoch."""
+
+    def on_epoch_end(self, net, **kwargs):
+        net.history.record("train_dtype", str(net.train_dtype))

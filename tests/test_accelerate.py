@@ -26,7 +26,8 @@ def _fit(**kw):
     models, probes = tiny_population()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a ConvergenceWarning at the epoch cap
-        return tiny_embedder(probes, max_epochs=EPOCHS, **kw).fit(models)
+        # float32: the accelerator's own mixed_precision ('no') decides its fit.
+        return tiny_embedder(probes, max_epochs=EPOCHS, precision="float32", **kw).fit(models)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from sklearn.cluster import KMeans
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import adjusted_rand_score
 
-from conftest import assert_state_equal, state_snapshot
+from conftest import RecordTrainDtype, assert_state_equal, state_snapshot
 from skdynamo import (DynamoAverager, DynamoCluster, DynamoEmbedder, DynamoSemiSupervised,
                       LayerTrajectories, StandaloneCNN, load_weights, record_cnn, save_weights)
 from skdynamo.families._convolutional import cnn_layers, record_cnn_population
@@ -624,3 +624,13 @@ def test_single_logit_cnns_are_emulated_on_their_logit():
     with pytest.raises(ValueError, match="output_loss='kl'.*1 output"):
         bad.fit(models)
     assert not hasattr(bad, "embedding_")
+
+
+def test_precision_auto_keeps_cnn_fits_in_float32(pop, monkeypatch):
+    # bfloat16 was no faster for CNN meta-models (benchmarks/bench_precision.py).
+    from skdynamo import _guards
+    monkeypatch.setattr(_guards, "native_bfloat16", lambda device: True)
+    fit = lambda **kw: DynamoEmbedder(probe_inputs=pop.probe_inputs, max_epochs=1,  # noqa: E731
+                                      callbacks=[RecordTrainDtype()], **kw).fit(pop.models)
+    assert fit().history_[-1, "train_dtype"] == "None"
+    assert fit(precision="bfloat16").history_[-1, "train_dtype"] == "torch.bfloat16"

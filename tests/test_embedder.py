@@ -12,8 +12,9 @@ from sklearn.utils._param_validation import InvalidParameterError
 from skorch.callbacks import Callback
 from torch import nn
 
-from conftest import assert_state_equal, r2, state_snapshot, tiny_embedder
+from conftest import RecordTrainDtype, assert_state_equal, r2, state_snapshot, tiny_embedder
 from skdynamo import DivergenceError, DynamoEmbedder, Trajectories
+from skdynamo._net import bare_module
 from skdynamo.families._recurrent import record
 from skdynamo.datasets import RecurrentNetwork
 
@@ -357,7 +358,8 @@ class Counting(nn.Module):
 
 @pytest.mark.parametrize("params", [dict(n_components=0), dict(n_components=1.5),
                                     dict(cell="transformer"), dict(lr=0.0), dict(max_epochs=0),
-                                    dict(validation_fraction=1.0), dict(recorder="hooks")])
+                                    dict(validation_fraction=1.0), dict(recorder="hooks"),
+                                    dict(precision="float16")])
 def test_invalid_params_raise_before_any_work(params, tiny_probes):
     Counting.calls = 0
     emb = tiny_embedder(tiny_probes, **params)
@@ -483,3 +485,76 @@ def test_stability_refits_and_leaves_the_estimator_alone(tiny_models, tiny_probe
 def test_stability_rejects_too_few(n_refits, n_models, match, tiny_models, tiny_probes):
     with pytest.raises(ValueError, match=match):
         tiny_embedder(tiny_probes).stability(tiny_models[:n_models], n_refits=n_refits)
+
+
+# -------------------------------------------------------------------------- precision
+class RecordRNNDtype(Callback):
+    """Records, per batch, the dtype of the meta-model's recurrent layer's outputs in the
+    training steps and in the held-out pass."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.seen = {}
+        rnn = bare_module(net).meta.rnn
+        rnn.register_forward_hook(lambda m, i, o: self.seen.__setitem__(
+            "train" if m.training else "valid", str(o[0].dtype)))
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        net.history.record_batch("rnn_dtype", self.seen["train" if training else "valid"])
+
+
+@pytest.mark.parametrize("precision, train", [("bfloat16", "torch.bfloat16"),
+                                              ("float32", "torch.float32")])
+def test_precision_sets_the_training_steps_arithmetic(precision, train, tiny_models,
+                                                      tiny_probes):
+    emb = tiny_embedder(tiny_probes, precision=precision,
+                        callbacks=[RecordRNNDtype()]).fit(tiny_models)
+    batches = emb.history_[-1, "batches"]
+    assert {b["rnn_dtype"] for b in batches if "train_loss" in b} == {train}
+    # The held-out pass (convergence), the weights and everything after fit: float32.
+    assert {b["rnn_dtype"] for b in batches if "valid_loss" in b} == {"torch.float32"}
+    assert {p.dtype for p in emb.meta_model_.parameters()} == {torch.float32}
+    assert np.isfinite(emb.embeddings_).all()
+    assert np.isfinite(emb.emulation_scores_.output_r2).all()
+    assert emb.transform(tiny_models[:1]).dtype == np.float64
+
+
+def test_bfloat16_training_learns_as_float32_does(tiny_models, tiny_probes):
+    fits = {p: tiny_embedder(tiny_probes, precision=p, max_epochs=30).fit(tiny_models)
+            for p in ("float32", "bfloat16")}
+    first, last = (fits["bfloat16"].history_[:, "valid_loss"][i] for i in (0, -1))
+    assert last < 0.5 * first
+    r2 = {p: np.median(f.emulation_scores_.output_r2) for p, f in fits.items()}
+    assert abs(r2["bfloat16"] - r2["float32"]) < 0.05, r2
+
+
+def test_precision_auto_takes_bfloat16_only_on_a_native_cpu(monkeypatch):
+    from skdynamo import _guards
+    monkeypatch.setattr(_guards, "native_bfloat16", lambda device: False)
+    assert _guards.resolve_precision("auto", "cpu") is None
+    assert _guards.resolve_precision("bfloat16", "cpu") is torch.bfloat16
+    monkeypatch.setattr(_guards, "native_bfloat16", lambda device: True)
+    assert _guards.resolve_precision("auto", "cpu") is torch.bfloat16
+    assert _guards.resolve_precision("float32", "cpu") is None
+    # CUDA: float32 unless asked (its bfloat16 path has not been measured).
+    assert _guards.resolve_precision("auto", "cuda") is None
+    assert _guards.resolve_precision("bfloat16", "cuda") is torch.bfloat16
+    # A family that does not take bfloat16 by default (CNNs) stays float32 under 'auto'.
+    assert _guards.resolve_precision("auto", "cpu", auto_bfloat16=False) is None
+    assert _guards.resolve_precision("bfloat16", "cpu", auto_bfloat16=False) is torch.bfloat16
+    with pytest.raises(ValueError, match="device='mps'"):
+        _guards.resolve_precision("bfloat16", "mps")
+
+
+def test_native_bfloat16_answers_without_raising():
+    from skdynamo._guards import native_bfloat16
+    assert native_bfloat16("cpu") in (True, False)
+    assert native_bfloat16("meta") is False
+
+
+@pytest.mark.parametrize("native, expected", [(True, "torch.bfloat16"), (False, "None")])
+def test_precision_auto_in_a_recurrent_fit(native, expected, monkeypatch, tiny_models,
+                                           tiny_probes):
+    from skdynamo import _guards
+    monkeypatch.setattr(_guards, "native_bfloat16", lambda device: native)
+    emb = tiny_embedder(tiny_probes, max_epochs=1, callbacks=[RecordTrainDtype()])
+    assert emb.fit(tiny_models).history_[-1, "train_dtype"] == expected

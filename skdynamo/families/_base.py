@@ -87,6 +87,9 @@ class ModelFamily(ABC):
     auto_augmentation : float
         Augmented probes per training probe that ``probe_augmentation='auto'`` adds
         (:meth:`augment_probes`); 0 where augmentation has not been measured to help.
+    auto_bfloat16 : bool
+        Whether ``precision='auto'`` trains this family's meta-model in bfloat16 on a CPU
+        that computes it natively; False where that has not been measured to pay.
     """
 
     name = None
@@ -96,6 +99,7 @@ class ModelFamily(ABC):
     n_search_probes = 32
     n_refine_probes = 8
     auto_augmentation = 0
+    auto_bfloat16 = False
 
     def __init__(self, *, recorder: str | Callable = "auto", n_pcs: int = 10, layers: Any = "auto",
                  spatial: str | int | tuple[int, int] = "pool", n_jobs: int | None = None,

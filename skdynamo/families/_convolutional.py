@@ -552,6 +552,9 @@ class ConvolutionalFamily(ModelFamily):
     n_refine_probes = 32
     # Not measured on CNN populations yet (their fits are the longest): 'auto' adds none.
     auto_augmentation = 0
+    # bfloat16 training steps were no faster than float32 on the CPU for the CNN zoo, and
+    # a little less faithful (docs/fidelity.md, "Precision").
+    auto_bfloat16 = False
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)

@@ -154,6 +154,7 @@ class TransformerFamily(RecurrentFamily):
     name = "transformer"
     # Not measured on Transformer populations yet: 'auto' adds none (an int still does).
     auto_augmentation = 0
+    auto_bfloat16 = False  # not measured on Transformer populations either
 
     @classmethod
     def is_member(cls, model):

@@ -1,7 +1,8 @@
 """Training precision: the same fits in float32 and in bfloat16, back to back.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_precision.py                 # all
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_precision.py --only cognitive --seeds 0
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_precision.py             # all
+    PYTHONPATH=. python benchmarks/bench_precision.py --only cognitive --seeds 0
+    PYTHONPATH=. python benchmarks/bench_precision.py --only default --set patience=20
 
 For each population of ``bench_fidelity.py`` (``default``, ``hidden``, ``cognitive``, the two
 ``averaging`` groups, ``cnn``; the same loaders, cached members) and each ``random_state``,
@@ -42,8 +43,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "precision.json"
 PRECISIONS = ("float32", "bfloat16")
 
 
-def run_population(name, seeds):
-    """Fits of every group of population ``name`` at ``seeds`` in both precisions."""
+def run_population(name, seeds, **params):
+    """Fits of every group of population ``name`` at ``seeds`` in both precisions, with
+    the other estimator parameters ``params`` changed from the defaults."""
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         groups = F.load_population(name)
@@ -53,7 +55,7 @@ def run_population(name, seeds):
         for rs in seeds:
             order = PRECISIONS if rs % 2 == 0 else PRECISIONS[::-1]
             for precision in order:
-                emb, Z, row = F.fit_one(group, rs, precision=precision)
+                emb, Z, row = F.fit_one(group, rs, precision=precision, **params)
                 row.update(precision=precision,
                            seconds_per_epoch=round(row["fit_seconds"] / row["epochs"], 3))
                 if group["labels"] is not None:
@@ -86,15 +88,21 @@ def main(argv=None):
                         help="run only this population (repeatable)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                        help="another DynamoEmbedder parameter changed in both fits "
+                             "(repeatable); stored under 'population [PARAM=VALUE]'")
     args = parser.parse_args(argv)
+    params = dict(F._parse_setting(t) for t in args.set)
+    suffix = (" [" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + "]") if params else ""
     torch.set_num_threads(args.threads)
     native = native_bfloat16("cpu")
     print(f"native bfloat16 on this CPU: {native}; torch threads {torch.get_num_threads()}",
           flush=True)
     for name in args.only or F.POPULATIONS:
         print(f"== {name}", flush=True)
-        for gname, entry in run_population(name, args.seeds).items():
-            entry.update(ratio=ratios(entry), seeds=args.seeds,
+        for gname, entry in run_population(name, args.seeds, **params).items():
+            gname += suffix
+            entry.update(ratio=ratios(entry), seeds=args.seeds, params=params,
                          native_bfloat16=native, run=provenance(torch))
             stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
             stored.setdefault("populations", {})[gname] = entry

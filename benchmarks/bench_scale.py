@@ -40,7 +40,9 @@ CKA s : ``skdynamo.baselines.cka_distances`` over all pairs; above 100 members t
     the first 100 and scaled by the number of pairs (marked ``~``).
 DSA : the ``dsa-metric`` package is timed on a few pairs when importable, else skipped.
 
-Results are printed and written to ``benchmarks/results/scale.json``.
+Results are printed and written to ``benchmarks/results/scale.json`` (``--results``: another
+file; ``scale_bf16.json`` holds a run on a CPU with bfloat16 instructions, where the
+default ``precision='auto'`` trains in bfloat16).
 """
 
 import argparse
@@ -263,12 +265,16 @@ def main(argv=None):
                         help="smoke runs only (default: the estimator's)")
     parser.add_argument("--table", action="store_true",
                         help="print the table of the stored results and run nothing")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="the JSON the sizes are stored in and --table reads "
+                             "(default benchmarks/results/scale.json)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    results = args.results
     if args.child:
         return child(args.child, args.threads, args.max_epochs)
     if args.table:
-        runs = json.loads(RESULTS.read_text())["runs"]
+        runs = json.loads(results.read_text())["runs"]
         print(HEADER)
         for _, r in sorted((int(k), v) for k, v in runs.items()):
             print(_row(r))
@@ -286,8 +292,8 @@ def main(argv=None):
         r = run_child(cmd, env, f"size {n}")
         print(_row(r), flush=True)
         # Re-read before writing: sizes run by other invocations are kept.
-        store_run(RESULTS, str(n), r, last_run=r["provenance"])
-    runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
+        store_run(results, str(n), r, last_run=r["provenance"])
+    runs = json.loads(results.read_text())["runs"] if results.exists() else {}
     done = sorted((int(k), v) for k, v in runs.items())
     if len(done) >= 2:
         ns = np.array([n for n, _ in done], dtype=float)

@@ -118,38 +118,31 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def native_bfloat16(device):
-    """Whether ``device`` computes bfloat16 matrix products natively (and so faster than
-    float32): a CUDA GPU that supports bfloat16, or a CPU with AVX-512 BF16 or AMX
-    instructions (torch.cpu's feature probe). Anything else, or a torch that cannot tell,
-    is False."""
-    dev = torch.device(device)
-    try:
-        if dev.type == "cuda":
-            return bool(torch.cuda.is_bf16_supported())
-        if dev.type == "cpu":  # bfloat16 instructions, not only AVX-512 (which emulates)
-            return bool(torch.backends.mkldnn.is_available()
-                        and (torch.cpu._is_avx512_bf16_supported()
-                             or torch.cpu._is_amx_tile_supported()))
+    """Whether ``device`` is a CPU with bfloat16 instructions (AVX-512 BF16 or AMX, as
+    torch's CPU feature probe reports), on which bfloat16 matrix products run faster than
+    float32. Any other device, or a torch that cannot tell, is False."""
+    if torch.device(device).type != "cpu":
+        return False
+    try:  # AVX-512 alone does not count: oneDNN emulates bfloat16 there
+        return bool(torch.backends.mkldnn.is_available()
+                    and (torch.cpu._is_avx512_bf16_supported()
+                         or torch.cpu._is_amx_tile_supported()))
     except (AttributeError, RuntimeError):  # an older or different build of torch
         return False
-    return False
 
 
 def resolve_precision(precision, device, auto_bfloat16=True):
     """The autocast dtype of training steps for ``precision`` on ``device``, or None for
     float32. ``'auto'``: bfloat16 when the model family takes it (``auto_bfloat16``, its
     attribute of that name) on a CPU where :func:`native_bfloat16` says so (measured in
-    ``benchmarks/bench_precision.py``); float32 on CUDA, where the bfloat16 path has not
-    been run yet (``'bfloat16'`` asks for it)."""
+    ``benchmarks/bench_precision.py``); float32 elsewhere, CUDA included, where the
+    bfloat16 path has not been run yet (``'bfloat16'`` asks for it)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
-    auto_bf16 = (auto_bfloat16 and torch.device(device).type == "cpu"
-                 and native_bfloat16(device))
-    if precision == "float32" or (precision == "auto" and not auto_bf16):
+    if precision == "float32" or (precision == "auto" and not (
+            auto_bfloat16 and native_bfloat16(device))):
         return None
     if torch.device(device).type not in ("cpu", "cuda"):
-        if precision == "bfloat16":
-            raise ValueError(f"precision='bfloat16' needs a CPU or CUDA device, got "
-                             f"device={device!r}; use precision='float32'.")
-        return None
+        raise ValueError(f"precision='bfloat16' needs a CPU or CUDA device, got "
+                         f"device={device!r}; use precision='float32'.")
     return torch.bfloat16

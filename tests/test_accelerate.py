@@ -98,3 +98,11 @@ def test_wrong_accelerator_named(bad, error, match, tiny_models, tiny_probes, ti
     with pytest.raises(error, match=match):
         tiny_fitted.set_params(accelerator=bad).fit(tiny_models)
     np.testing.assert_array_equal(tiny_fitted.embeddings_, before)  # untouched
+
+
+def test_bfloat16_with_an_accelerator_is_refused(tiny_models, tiny_probes, tiny_fitted):
+    before = tiny_fitted.embeddings_.copy()
+    with pytest.raises(ValueError, match="precision='bfloat16'.*mixed_precision"):
+        tiny_fitted.set_params(accelerator=Accelerator(cpu=True),
+                               precision="bfloat16").fit(tiny_models)
+    np.testing.assert_array_equal(tiny_fitted.embeddings_, before)  # untouched

@@ -532,11 +532,11 @@ def test_precision_auto_takes_bfloat16_only_on_a_native_cpu(monkeypatch):
     monkeypatch.setattr(_guards, "native_bfloat16", lambda device: False)
     assert _guards.resolve_precision("auto", "cpu") is None
     assert _guards.resolve_precision("bfloat16", "cpu") is torch.bfloat16
+    # CUDA: float32 unless asked (its bfloat16 path has not been measured).
+    assert _guards.resolve_precision("auto", "cuda") is None
     monkeypatch.setattr(_guards, "native_bfloat16", lambda device: True)
     assert _guards.resolve_precision("auto", "cpu") is torch.bfloat16
     assert _guards.resolve_precision("float32", "cpu") is None
-    # CUDA: float32 unless asked (its bfloat16 path has not been measured).
-    assert _guards.resolve_precision("auto", "cuda") is None
     assert _guards.resolve_precision("bfloat16", "cuda") is torch.bfloat16
     # A family that does not take bfloat16 by default (CNNs) stays float32 under 'auto'.
     assert _guards.resolve_precision("auto", "cpu", auto_bfloat16=False) is None
@@ -549,6 +549,7 @@ def test_native_bfloat16_answers_without_raising():
     from skdynamo._guards import native_bfloat16
     assert native_bfloat16("cpu") in (True, False)
     assert native_bfloat16("meta") is False
+    assert native_bfloat16("cuda") is False  # 'auto' never takes bfloat16 on CUDA
 
 
 @pytest.mark.parametrize("native, expected", [(True, "torch.bfloat16"), (False, "None")])

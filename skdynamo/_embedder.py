@@ -202,10 +202,12 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``emulation_scores_``.
     patience : int, default=10
         Epochs without improvement of the held-out loss before training is considered
-        converged and stops (the best epoch is restored). The learning rate is halved
-        after ``patience // 2`` epochs in which the held-out loss did not fall at all
-        (by torch's ``ReduceLROnPlateau`` threshold, a relative 1e-4), so a fit whose
-        loss still falls, but by less than ``tol``, can stop before any halving.
+        converged and stops (the best epoch is restored), provided the learning rate
+        was reduced within those epochs: the rate is halved after ``patience // 2``
+        epochs in which the held-out loss did not fall at all (by torch's
+        ``ReduceLROnPlateau`` threshold, a relative 1e-4), and a window that runs out at
+        an unreduced rate (a loss still falling, but by less than ``tol``) halves the
+        rate and starts again instead of stopping.
     tol : float, default=1e-2
         Relative improvement of the held-out loss that counts as an improvement for
         convergence.

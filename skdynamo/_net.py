@@ -279,19 +279,30 @@ class Converged(EarlyStopping):
 
     Convergence is a relative tolerance, as in scikit-learn's iterative estimators: the
     held-out loss has not improved by a fraction ``threshold`` of its value for
-    ``patience`` epochs (while the learning rate is reduced on plateaus, so this spans
-    several reductions). The weights restored at the end are those of the lowest
-    held-out loss seen, improvements smaller than ``threshold`` included.
-    ``converged_`` is True after such a stop and False when the epoch cap ended the loop
-    first; ``best_epoch_`` is the epoch restored.
+    ``patience`` epochs, *and* a reduction of the learning rate inside those epochs did
+    not help. When the window runs out at a rate that was not reduced in it (a loss
+    still falling, but by less than ``threshold``, never triggers the plateau
+    scheduler), the rate is multiplied by ``factor`` and the window starts again: a
+    slow stretch at a high rate is a reason to anneal, not proof of a minimum. The
+    weights restored at the end are those of the lowest held-out loss seen,
+    improvements smaller than ``threshold`` included. ``converged_`` is True after such
+    a stop and False when the epoch cap ended the loop first; ``best_epoch_`` is the
+    epoch restored; ``n_annealed_`` counts the reductions made instead of a stop.
     """
+
+    def __init__(self, *args, factor=0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.factor = factor
 
     def on_train_begin(self, net, **kwargs):
         super().on_train_begin(net, **kwargs)
-        self.converged_, self.lowest_ = False, np.inf
+        self.converged_, self.lowest_, self.n_annealed_ = False, np.inf, 0
+        self.rates_ = []
 
     def on_epoch_end(self, net, **kwargs):
         loss = net.history[-1, self.monitor]
+        groups = net.optimizer_.param_groups
+        self.rates_.append(groups[0]["lr"])
         if loss < self.lowest_:
             self.lowest_, self.best_epoch_ = loss, net.history[-1, "epoch"]
             self.best_model_weights_ = copy.deepcopy(bare_module(net).state_dict())
@@ -299,9 +310,17 @@ class Converged(EarlyStopping):
             self.misses_, self.dynamic_threshold_ = 0, self._calc_new_threshold(loss)
         else:
             self.misses_ += 1
-        if self.misses_ >= self.patience:
+        if self.misses_ < self.patience:
+            return
+        # Rates the epochs trained at (each epoch's is the one set at the end of the
+        # previous): the last improving epoch's, then those of the missed epochs.
+        window = self.rates_[-self.patience - 2:-1]
+        if min(window[1:]) < window[0]:
             self.converged_ = True
             raise _Stop
+        for group in groups:
+            group["lr"] *= self.factor
+        self.misses_, self.n_annealed_ = 0, self.n_annealed_ + 1
 
 
 class LRWarmup(Callback):

@@ -454,6 +454,52 @@ def test_fit_at_the_epoch_cap_warns(tiny_models, tiny_probes):
     assert f"held-out output R^2 median {median:.4f}" in str(caught[0].message)
 
 
+def _scripted_stop(losses, reduce_at=(), patience=3):
+    """Run :class:`Converged` over a scripted held-out loss (1 % tolerance); the rate is
+    halved by hand after the epochs in ``reduce_at``, as the plateau scheduler would."""
+    from types import SimpleNamespace
+    from skorch.history import History
+    from skdynamo._net import Converged, _Stop
+    module = nn.Linear(1, 1)
+    net = SimpleNamespace(history=History(), module_=module,
+                          optimizer_=torch.optim.SGD(module.parameters(), lr=1.0))
+    cb = Converged(monitor="valid_loss", patience=patience, threshold=0.01)
+    cb.on_train_begin(net)
+    for epoch, loss in enumerate(losses, 1):
+        net.history.new_epoch()
+        net.history.record("epoch", epoch)
+        net.history.record("valid_loss", loss)
+        if epoch in reduce_at:
+            net.optimizer_.param_groups[0]["lr"] *= 0.5
+        try:
+            cb.on_epoch_end(net)
+        except _Stop:
+            return epoch, cb
+    return None, cb
+
+
+def test_convergence_needs_a_rate_reduction_that_did_not_help():
+    # Two epochs of progress, then a slow stretch: 0.1 % an epoch, below the 1 % tol.
+    slow = [1.0, 0.5] + [0.5 * 0.999 ** k for k in range(1, 20)]
+    # No reduction in the window (epochs 3-5): the rule halves the rate instead of
+    # stopping, and stops at the end of the next window, which trained at that rate.
+    stop, cb = _scripted_stop(slow, patience=3)
+    assert (stop, cb.n_annealed_, cb.converged_) == (8, 1, True)
+    assert cb.rates_[-1] == 0.5
+    # The plateau scheduler reduced the rate inside the window: stop at its end.
+    for reduce_at in (3, 4):
+        stop, cb = _scripted_stop(slow, reduce_at=(reduce_at,), patience=3)
+        assert (stop, cb.n_annealed_, cb.converged_) == (5, 0, True)
+    # A reduction decided at the window's last epoch has not been trained at yet.
+    stop, cb = _scripted_stop(slow, reduce_at=(5,), patience=3)
+    assert (stop, cb.n_annealed_) == (8, 1) and cb.rates_[-1] == 0.25
+    # The lowest held-out loss is the one restored, improvements below tol included.
+    assert cb.best_epoch_ == 8 and cb.lowest_ == slow[7]
+    # A loss that keeps improving by more than the tolerance never stops.
+    stop, cb = _scripted_stop([0.9 ** k for k in range(30)], patience=3)
+    assert stop is None and not cb.converged_ and cb.n_annealed_ == 0
+
+
 def test_warmup_ramps_the_learning_rate(tiny_models, tiny_probes):
     seen = []
 

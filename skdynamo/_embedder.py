@@ -37,6 +37,9 @@ Models = Sequence[torch.nn.Module | Trajectories]
 _MAX_SEED = np.iinfo(np.int32).max
 #: Optimiser steps of linear learning-rate warm-up at the start of a fit (at most).
 _WARMUP_STEPS = 200
+#: Factor the learning rate is multiplied by on a plateau, or when a patience window
+#: ran at one rate (``Converged``).
+_LR_FACTOR = 0.5
 #: (model, probe) pairs per batch of the validation pass and of the final scores.
 _VALID_BATCH = 1024
 #: Models scored together on the held-out probes at the end of a fit.
@@ -421,9 +424,10 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             ("grad_clip", GradientNormClipping(gradient_clip_value=1.0)),
             ("lr_warmup", LRWarmup(warmup_steps)),
             ("lr_plateau", LRScheduler(policy="ReduceLROnPlateau", monitor="valid_loss",
-                                       patience=max(1, self.patience // 2), factor=0.5)),
+                                       patience=max(1, self.patience // 2), factor=_LR_FACTOR)),
             ("early_stopping", Converged(monitor="valid_loss", patience=self.patience,
-                                         threshold=self.tol, load_best=True)),
+                                         threshold=self.tol, load_best=True,
+                                         factor=_LR_FACTOR)),
         ]
         if self.verbose:
             cbs.append(("epoch_progress", EpochProgressBar()))

@@ -44,7 +44,9 @@ hid R2 mean/min : held-out R^2 of the mapped meta-model states against each memb
 epochs, cap : ``len(emb.history_)``, and whether the fit reached ``max_epochs`` still
     improving (``not emb.converged_``: cut by the cap rather than ended by convergence).
     Target: no cap.
-fit s, threads : wall time of ``fit`` and ``torch.get_num_threads()``.
+fit s, threads : wall time of ``fit`` and ``torch.get_num_threads()``; the JSON also
+    records ``precision``, the arithmetic of the training steps (``precision='auto'``
+    takes bfloat16 for recurrent meta-models on a CPU with bfloat16 instructions).
 ARI map / clu / out / cka : adjusted Rand index of k-means (k = number of labels,
     n_init=10, random_state=rs) on DYNAMO's embeddings (the map), on the features
     ``DynamoCluster`` clusters by default (``emb.behaviour()`` at the training embeddings:
@@ -83,6 +85,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from skdynamo import DynamoAverager, DynamoEmbedder
 from skdynamo._embedder import reduce_behaviour
+from skdynamo._guards import check_device, resolve_precision
 from skdynamo import embedding_disagreement
 from skdynamo.baselines import LinearCKAEmbedding, OutputSpaceEmbedding, average_weights
 from _provenance import provenance  # noqa: E402  (benchmarks/, the script's directory)
@@ -171,6 +174,14 @@ def baseline_embeddings(group, n_components):
     return Z_out, Z_cka
 
 
+def _train_precision(emb):
+    """The arithmetic the fit's training steps ran in (``precision='auto'`` resolves by
+    CPU and model family): 'bfloat16' or 'float32'."""
+    dtype = resolve_precision(emb.precision, check_device(emb.device),
+                              emb.family_.auto_bfloat16)
+    return "float32" if dtype is None else "bfloat16"
+
+
 def fit_one(group, rs, **params):
     """Fit the default embedder (``params`` changed) at ``rs``; for an averaging group,
     through DynamoAverager (which fits that embedder on the group and bakes the
@@ -187,7 +198,7 @@ def fit_one(group, rs, **params):
     row = dict(
         random_state=rs, fit_seconds=round(fit_s, 1), torch_threads=torch.get_num_threads(),
         epochs=len(emb.history_), max_epochs=emb.max_epochs,
-        hit_cap=not emb.converged_,
+        hit_cap=not emb.converged_, precision=_train_precision(emb),
         out_r2_mean=float(np.mean(sc.output_r2)), out_r2_min=float(np.min(sc.output_r2)),
         hid_r2_mean=float(np.mean(sc.hidden_r2)), hid_r2_min=float(np.min(sc.hidden_r2)))
     if "agreement" in sc:
@@ -286,6 +297,8 @@ def table(results):
         if "agreement_mean" in entry["runs"][0]:
             extra += "; argmax agreement " + ", ".join(
                 f"{r['agreement_mean']:.4f}/{r['agreement_min']:.4f}" for r in entry["runs"])
+        extra += "; training steps in " + "/".join(sorted({r.get("precision", "?")
+                                                           for r in entry["runs"]}))
         lines.append(f"{name}: {entry['n_models']} members, {entry['score_name']} "
                      f"median {ms['median']:.4f} (min {ms['min']:.4f}, max {ms['max']:.4f})"
                      f"{extra}")

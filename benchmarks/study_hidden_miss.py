@@ -25,21 +25,20 @@ import warnings
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from skdynamo import DynamoEmbedder
-from skdynamo._codes import _run
+from skdynamo._codes import _apply_maps, _run, ridge_maps
 from skdynamo.datasets import make_rnn_population
 
 
-def ridge_r2(states, targets, ridge=1e-3):
-    """Per-component R^2 on the odd probes of the ridge map fitted on the even ones."""
-    g = np.concatenate([states, np.ones(states.shape[:2] + (1,))], -1)
-    tr, va = slice(0, None, 2), slice(1, None, 2)
-    G, H = g[tr].reshape(-1, g.shape[-1]), targets[tr].reshape(-1, targets.shape[-1])
-    W = np.linalg.solve(G.T @ G + ridge * np.eye(G.shape[1]), G.T @ H)
-    Gv, Hv = g[va].reshape(-1, g.shape[-1]), targets[va].reshape(-1, targets.shape[-1])
-    res = ((Gv @ W - Hv) ** 2).sum(0)
-    return 1 - res / ((Hv - Hv.mean(0)) ** 2).sum(0)
+def ridge_r2(states, targets):
+    """Per-component R^2 on the odd probes of the ridge map fitted on the even ones
+    (``transform``'s closed-form map, :func:`skdynamo._codes.ridge_maps`)."""
+    weight = ridge_maps(states[::2], targets[::2])
+    pred, held = _apply_maps(states[1::2], weight), targets[1::2]
+    res = ((pred - held) ** 2).sum((0, 1))
+    return (1 - res / ((held - held.mean((0, 1))) ** 2).sum((0, 1))).numpy()
 
 
 def input_independent(targets):
@@ -82,14 +81,14 @@ def main(argv=None):
         print(f"{i:>3} {pop.task[i]:<12} {pop.cell[i]:<5} {pop.seed[i]:>4} {hid_r2[i]:>9.4f} "
               f"{out_r2[i]:>9.4f} {shares[-1]:>23.3f}")
     print(f"\nSpearman correlation of hidden R2 with the input-independent share: "
-          f"{_spearman(hid_r2, np.array(shares)):.2f}")
+          f"{spearmanr(hid_r2, shares).statistic:.2f}")
     P = torch.as_tensor(probes, dtype=torch.float32)
     for i in np.argsort(hid_r2)[:args.worst]:
         theta = torch.as_tensor(emb.embeddings_[i:i + 1], dtype=torch.float32)[:, None]
         with torch.no_grad():
             _, g = _run(emb.meta_model_, P, theta)
         H = rec.hidden[i].astype(np.float64)
-        r2 = ridge_r2(g[0, 0].double().numpy(), H)
+        r2 = ridge_r2(g[0, 0].double(), torch.as_tensor(H))
         var = H.reshape(-1, H.shape[-1]).var(0)
         per_pc, _ = input_independent(H)
         print(f"\nmember {i} ({pop.task[i]}/{pop.cell[i]}/seed {pop.seed[i]}): hidden R2 "
@@ -99,11 +98,6 @@ def main(argv=None):
         for k in range(min(6, H.shape[-1])):
             print(f"  {k + 1:>3} {var[k] / var.sum():>14.3f} {r2[k]:>9.3f} {per_pc[k]:>17.3f} "
                   f"{lag1(H[..., k].mean(0)):>29.2f}")
-
-
-def _spearman(a, b):
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 if __name__ == "__main__":

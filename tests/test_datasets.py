@@ -8,7 +8,7 @@ from sklearn.utils import Bunch
 import skdynamo.datasets._zoo as zoo
 from skdynamo.datasets import (PULSE_TASKS, RecurrentNetwork, get_data_home, make_delay,
                                make_flipflop, make_integration, make_leaky_integration,
-                               make_pulses, make_random_probes, make_rnn_population,
+                               make_pulses, make_random_probes, make_rnn_population, make_running_max,
                                make_sine_generation, make_task, permute_hidden_units)
 
 TASKS = sorted(PULSE_TASKS)
@@ -104,6 +104,16 @@ def test_leaky_integration_decays():
     np.testing.assert_allclose(y0, make_integration(5, 30, 3, random_state=0)[1])
     with pytest.raises(ValueError, match="leak"):
         make_leaky_integration(leak=1.5)
+
+
+def test_running_max_is_the_peak_of_the_sum():
+    x, y = make_running_max(6, 40, 3, scale=1.0, noise=0.0, pulse_prob=0.3, random_state=0)
+    s = np.cumsum(x, axis=1)
+    ref = np.array([[[max(0.0, s[i, :t + 1, c].max()) for c in range(3)] for t in range(40)]
+                    for i in range(6)])
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+    # A negative pulse lowers the sum but never the peak.
+    assert (np.diff(y, axis=1) >= 0).all() and (s < y - 0.5).any()
 
 
 def test_sine_generation_frequency_range():

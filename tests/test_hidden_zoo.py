@@ -6,7 +6,8 @@ import torch
 from sklearn.utils import Bunch
 
 import skdynamo.datasets._hidden_zoo as hidden_zoo
-from skdynamo.datasets import RecurrentNetwork, make_flipflop, make_hidden_head_population
+from skdynamo.datasets import (RecurrentNetwork, make_flipflop, make_hidden_head_population,
+                               make_task)
 
 TINY = dict(cells=("rnn", "gru"), n_seeds=1, hidden_size=8, n_steps=15, n_timesteps=12,
             n_probes=10, min_score=-np.inf, max_retries=0)
@@ -112,8 +113,38 @@ def test_reports_members_that_did_not_learn(tmp_path):
     ({"hidden_task": "flipflop"}, "hidden_task"),
     ({"hidden_task": "sorting"}, "hidden_task"),
     ({"head_weight": 0.0}, "head_weight"),
+    ({"task": "sorting"}, "task must be"),
+    ({"task": "delay", "hidden_task": "delay"}, "hidden_task"),
+    ({"hidden_task": ("delay", "delay")}, "distinct"),
+    ({"hidden_task": ()}, "hidden_task"),
+    ({"hidden_task": ("delay", "running_max"), "task_params": {"leak": 0.1}}, "task_params"),
 ])
 def test_bad_arguments(kw, match, tmp_path):
     with pytest.raises(ValueError, match=match):
         make_hidden_head_population(**{**TINY, **kw}, data_home=tmp_path)
     assert not list(tmp_path.rglob("*.pt"))
+
+
+def test_several_hidden_tasks(tmp_path):
+    """One group per hidden task, each trained with its own head on the main task."""
+    pop = make_hidden_head_population(
+        cells=("gru",), n_seeds=1, hidden_size=8, n_steps=30, n_timesteps=12, n_probes=10,
+        task="leaky_integration", hidden_task=("delay", "running_max"),
+        task_params={"delay": {"delay": 5}}, min_score=-1e9, data_home=tmp_path)
+    assert list(pop.group) == ["plain", "delay", "running_max"]
+    assert list(pop.head_task) == ["", "delay", "running_max"]
+    np.testing.assert_array_equal(pop.hidden_head, [False, True, True])
+    assert np.isnan(pop.head_score[0]) and np.isfinite(pop.head_score[1:]).all()
+    assert "'leaky_integration'" in pop.DESCR and "'running_max'" in pop.DESCR
+    # The probes are the main task's inputs; the members output that task's width.
+    x, _ = make_task("leaky_integration", 10, 12, 3, random_state=0)
+    np.testing.assert_array_equal(pop.probe_inputs, x)
+    a, b, c = (m.state_dict() for m in pop.models)
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(b[k], c[k]) for k in b)
+    # The head's parameters (delay=5) are part of what is cached.
+    with pytest.raises(OSError, match="not cached"):
+        make_hidden_head_population(
+            cells=("gru",), n_seeds=1, hidden_size=8, n_steps=30, n_timesteps=12,
+            n_probes=10, task="leaky_integration", hidden_task=("delay", "running_max"),
+            min_score=-1e9, data_home=tmp_path, download_if_missing=False)

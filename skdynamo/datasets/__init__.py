@@ -10,7 +10,7 @@ from ._flipflop_zoo import make_flipflop_population, make_flipflop_trials
 from ._hidden_zoo import make_hidden_head_population
 from ._tasks import (PULSE_TASKS, make_delay, make_flipflop, make_integration,
                      make_leaky_integration, make_pulses, make_random_probes,
-                     make_sine_generation, make_task)
+                     make_running_max, make_sine_generation, make_task)
 from ._transformer_zoo import (CausalTransformer, make_transformer_population,
                                train_causal_transformer)
 from ._zoo import (RecurrentNetwork, get_data_home, make_rnn_population, permute_hidden_units,
@@ -38,6 +38,7 @@ __all__ = [
     "make_hidden_head_population",
     "make_integration",
     "make_leaky_integration",
+    "make_running_max",
     "make_pulses",
     "make_random_probes",
     "make_rnn_population",

@@ -20,6 +20,7 @@ __all__ = [
     "make_integration",
     "make_leaky_integration",
     "make_delay",
+    "make_running_max",
     "make_sine_generation",
     "make_task",
     "make_random_probes",
@@ -282,6 +283,52 @@ def make_delay(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3,
     return inputs, targets
 
 
+def make_running_max(n_samples: int = 256, n_timesteps: int = 50, n_channels: int = 3, *,
+                     scale: float = 0.5, pulse_prob: float = 0.08, noise: float = 0.05,
+                     random_state: RandomState = None) -> tuple[np.ndarray, np.ndarray]:
+    """Running maximum of the running sum: the highest level each channel's sum has reached.
+
+    ``s_t = s_{t-1} + scale * pulse_t`` and ``y_t = max(0, s_1, ..., s_t)``: a network
+    must integrate the pulses and also remember the peak, which a negative pulse does not
+    lower. It reads the same inputs as the other pulse tasks.
+
+    Parameters
+    ----------
+    n_samples : int, default=256
+        Number of sequences.
+    n_timesteps : int, default=50
+        Length of each sequence.
+    n_channels : int, default=3
+        Number of input (and output) channels.
+    scale : float, default=0.5
+        Weight of each pulse in the sum.
+    pulse_prob : float, default=0.08
+        Probability that a channel carries a pulse at a given time step.
+    noise : float, default=0.05
+        Standard deviation of the Gaussian noise added to the inputs.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the generator.
+
+    Returns
+    -------
+    inputs : ndarray of shape (n_samples, n_timesteps, n_channels)
+        Noisy pulses, float32.
+    targets : ndarray of shape (n_samples, n_timesteps, n_channels)
+        The running maxima, float32 (never below 0).
+
+    Examples
+    --------
+    >>> from skdynamo.datasets import make_running_max
+    >>> inputs, targets = make_running_max(4, 30, random_state=0)
+    >>> bool((targets[:, 1:] >= targets[:, :-1]).all()), bool((targets >= 0).all())
+    (True, True)
+    """
+    inputs, sums = make_integration(n_samples, n_timesteps, n_channels, scale=scale,
+                                    pulse_prob=pulse_prob, noise=noise,
+                                    random_state=random_state)
+    return inputs, np.maximum.accumulate(np.maximum(sums, 0.0), axis=1)
+
+
 def make_sine_generation(n_samples: int = 256, n_timesteps: int = 50, *,
                          frequencies: tuple[float, float] | Sequence[float] = (0.02, 0.08),
                          dt: float = 1.0, random_state: RandomState = None
@@ -337,6 +384,7 @@ PULSE_TASKS = {
     "integration": make_integration,
     "delay": make_delay,
     "leaky_integration": make_leaky_integration,
+    "running_max": make_running_max,
 }
 
 
@@ -347,7 +395,7 @@ def make_task(task: str, n_samples: int = 256, n_timesteps: int = 50, n_channels
 
     Parameters
     ----------
-    task : {'flipflop', 'integration', 'delay', 'leaky_integration'}
+    task : {'flipflop', 'integration', 'delay', 'leaky_integration', 'running_max'}
         Task name.
     n_samples : int, default=256
         Number of sequences.

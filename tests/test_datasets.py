@@ -8,8 +8,9 @@ from sklearn.utils import Bunch
 import skdynamo.datasets._zoo as zoo
 from skdynamo.datasets import (PULSE_TASKS, RecurrentNetwork, get_data_home, make_delay,
                                make_flipflop, make_integration, make_leaky_integration,
-                               make_pulses, make_random_probes, make_rnn_population, make_running_max,
-                               make_sine_generation, make_task, permute_hidden_units)
+                               make_pulses, make_random_probes, make_rnn_population,
+                               make_running_max, make_sine_generation, make_task,
+                               permute_hidden_units)
 
 TASKS = sorted(PULSE_TASKS)
 TINY_POP = dict(tasks=("flipflop",), cells=("rnn", "gru"), hidden_sizes=(8,), n_seeds=1,

@@ -145,10 +145,11 @@ def make_hidden_head_population(cells: Sequence[str] = ("rnn", "gru", "lstm"), n
     With several hidden tasks, for example ``task="leaky_integration",
     hidden_task=("delay", "running_max"), task_params={"delay": {"delay": 5}}`` (27
     members: a leaky integrator, a third also echoing the input 5 steps late, a third also
-    tracking the running maximum of the sum), there is one group per hidden task. This is the population where the output-space baseline fails
-    by construction and DYNAMO, which also emulates hidden trajectories, can succeed.
+    tracking the running maximum of the sum), there is one group per hidden task. This is
+    the population where the output-space baseline fails by construction and DYNAMO, which
+    also emulates hidden trajectories, can succeed.
 
-    A member whose held-out flip-flop R^2 (or, with a head, the head's R^2) stays below
+    A member whose held-out task R^2 (or, with a head, the head's R^2) stays below
     ``min_score`` is retrained from a new seed up to ``max_retries`` times; if it still fails
     it is kept but reported by a warning and by ``learned=False``, never silently.
 
@@ -205,8 +206,8 @@ def make_hidden_head_population(cells: Sequence[str] = ("rnn", "gru", "lstm"), n
         ``seed``, ``score`` (held-out R^2 on ``task``), ``head_score`` (held-out R^2 of the
         removed head before removal; NaN for plain members), ``decoding_score`` (held-out
         R^2 of a ridge read-out of the member's head task, or for plain members the first
-        hidden task, from the hidden states), ``learned`` (bool array), ``probe_inputs`` (ndarray of shape
-        ``(n_probes, n_timesteps, n_channels)``) and ``DESCR``.
+        hidden task, from the hidden states), ``learned`` (bool array), ``probe_inputs``
+        (ndarray of shape ``(n_probes, n_timesteps, n_channels)``) and ``DESCR``.
     """
     cells = list(cells)
     check_grid(n_seeds, cells=cells)
@@ -255,7 +256,8 @@ def make_hidden_head_population(cells: Sequence[str] = ("rnn", "gru", "lstm"), n
         desc=f"Training {task} networks (with and without hidden heads)")
     probes, _ = make_task(task, n_probes, n_timesteps, n_channels,
                           random_state=check_random_state(random_state))
-    what = f"{n_channels}-bit flip-flop" if task == "flipflop" else f"{task!r} ({n_channels} channels)"
+    what = (f"{n_channels}-bit flip-flop" if task == "flipflop"
+            else f"{task!r} ({n_channels} channels)")
     pop.update(probe_inputs=probes.astype(np.float32), DESCR=(
         f"{len(specs)} {what} networks: cells={cells}, "
         f"hidden_size={hidden_size}, seeds={seed_offset}..{seed_offset + n_seeds - 1}; "

@@ -66,6 +66,29 @@ def reduce_behaviour(features, pca=None, max_components=10):
     return pca.transform(features), pca
 
 
+def state_geometry(states, n_points=128):
+    """The geometry of each point's meta-model states: ``(n_points_map, m (m + 1) / 2)``.
+
+    ``states`` is ``(n, samples, width)``: one point's states at every (probe, step).
+    At ``m`` evenly spaced samples, the Gram matrix of the centred states is
+    double-centred and scaled to unit Frobenius norm; its upper triangle is the feature
+    vector. Half the squared distance between two points' features is one minus the
+    linear CKA of their states: a comparison of what the states represent that does not
+    depend on how strongly they vary along each direction.
+    """
+    n, samples, _ = states.shape
+    m = min(n_points, samples)
+    g = states[:, np.linspace(0, samples - 1, m).astype(int)]
+    g = g - g.mean(1, keepdims=True)
+    gram = np.einsum("npi,nqi->npq", g, g)
+    gram = gram - gram.mean(2, keepdims=True)           # columns, then rows: H K H
+    gram = gram - gram.mean(1, keepdims=True)
+    norm = np.sqrt((gram ** 2).sum((1, 2)))
+    gram = gram / np.maximum(norm, 1e-12)[:, None, None]
+    rows, cols = np.triu_indices(m)
+    return gram[:, rows, cols]
+
+
 def _resolve_device(device):
     return check_device(device)  # 'auto' resolved; unavailable devices: ValueError
 
@@ -802,13 +825,19 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         """What the meta-model does at each embedding, as one feature vector per point.
 
         The meta-model is run at each embedding on (up to) 32 of the held-out probes
-        (128 images for CNNs); a point is described by its emulated outputs (class
-        probabilities for ``output_loss='kl'``) and its meta-model states, flattened. The
-        states are in the meta-model's own coordinates, shared by all points, so they
-        compare dynamics as well as outputs, whatever each member's parameterisation.
-        Each block is divided by its spread over the training embeddings (root-mean-square
-        distance from their mean), so outputs and dynamics weigh the same in Euclidean
-        distances. :class:`DynamoCluster` clusters these features: distances
+        (128 images for CNNs); a point is described by three blocks: its emulated outputs
+        (class probabilities for ``output_loss='kl'``), its meta-model states, flattened,
+        and the geometry of those states (the centred, unit-norm Gram matrix of the states
+        at 128 evenly spaced (probe, step) samples, so that distances in this block are
+        linear-CKA distances). The states are in the meta-model's own coordinates, shared
+        by all points, so they compare dynamics as well as outputs, whatever each member's
+        parameterisation; their geometry compares what they represent, however strongly
+        each direction varies. Each block is divided by its spread over the training
+        embeddings (root-mean-square distance from their mean), so the three weigh the
+        same in Euclidean distances. Where members agree on their outputs up to small
+        residuals, the output block alone can split them by those residuals; the two
+        blocks of states outweigh it (``benchmarks/bench_fidelity.py``, population
+        ``heads``). :class:`DynamoCluster` clusters these features: distances
         between them follow behaviour, where distances on the map itself are only
         locally faithful (the meta-model may change quickly in one region of the map
         and slowly in another).
@@ -821,7 +850,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Returns
         -------
         features : ndarray of shape (n_points, n_features)
-            One row per point: emulated outputs, then meta-model states, flattened.
+            One row per point: emulated outputs, meta-model states (both flattened),
+            then the states' geometry.
 
         Examples
         --------
@@ -839,17 +869,21 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if Z.ndim != 2 or Z.shape[1] != self.n_components or not np.all(np.isfinite(Z)):
             raise ValueError(f"embeddings must be a finite array of shape (n_points, "
                              f"n_components={self.n_components}); got shape {Z.shape}.")
-        y_train, g_train = self._emulate(self.embeddings_)
-        y, g = (y_train, g_train) if embeddings is None else self._emulate(Z)
-        # Spread of each block over the training embeddings (root-mean-square distance
-        # from its mean), times the square root of its size.
+        def blocks(y, g):
+            return [y, g.reshape(len(g), -1), state_geometry(g)]
+
+        train = blocks(*self._emulate(self.embeddings_))
+        here = train if embeddings is None else blocks(*self._emulate(Z))
+        # Each block is divided by its spread over the training embeddings (root-mean-
+        # square distance from their mean).
         scale = lambda a: max(float(np.sqrt(((a - a.mean(0)) ** 2).sum(1).mean())),  # noqa: E731
                               1e-12)
-        return np.hstack([y / scale(y_train), g / scale(g_train)])
+        return np.hstack([a / scale(t) for a, t in zip(here, train)])
 
     def _emulate(self, Z, chunk=16):
-        """Flattened emulated outputs (as ``loss_`` describes them) and meta-model states
-        at the points ``Z`` on the fixed subset of held-out probes."""
+        """Flattened emulated outputs (as ``loss_`` describes them), ``(n, features)``,
+        and meta-model states, ``(n, probes * steps, width)``, at the points ``Z`` on the
+        fixed subset of held-out probes."""
         n_sub = self.family_.n_search_probes
         probes = self._torch(self.probe_inputs_[self._valid_idx[:n_sub]])
         theta = self._torch(Z)
@@ -861,7 +895,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 y, g = self.meta_model_(x, th.repeat_interleave(len(probes), dim=0))
                 y = self.loss_.output.behaviour(y.cpu().numpy().astype(np.float64))
                 ys.append(y.reshape(len(th), -1))
-                gs.append(g.cpu().numpy().astype(np.float64).reshape(len(th), -1))
+                gs.append(g.cpu().numpy().astype(np.float64).reshape(len(th), -1, g.shape[-1]))
         return np.concatenate(ys), np.concatenate(gs)
 
     def model_at(self, z: np.ndarray | Sequence[float]) -> EmulatedNetwork:

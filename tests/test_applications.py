@@ -118,6 +118,30 @@ def test_cluster_auto_and_reproducible(models, embedder):
     assert a.embedder_.estimator is embedder  # frozen: reused, not refitted
 
 
+def test_state_geometry_is_a_linear_cka_distance():
+    """Half the squared distance between two points' geometry features is 1 - linear CKA
+    of their states; a rotated and rescaled copy of the states has the same features."""
+    from skdynamo._embedder import state_geometry
+    from skdynamo.baselines import linear_cka
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(90, 6))
+    b = a @ rng.normal(size=(6, 6)) + 0.5 * rng.normal(size=(90, 6))
+    q = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    fa, fb, fq = state_geometry(np.stack([a, b, 3.0 * a @ q + 1.0]), n_points=90)
+    np.testing.assert_allclose(fa, fq, atol=1e-12)
+    # Features hold the upper triangle: off-diagonal entries count twice in the norm.
+    m = 90
+    ka, kb = _fill(fa, m), _fill(fb, m)
+    np.testing.assert_allclose(1 - 0.5 * ((ka - kb) ** 2).sum(), linear_cka(a, b), rtol=1e-10)
+    assert fa.shape == (m * (m + 1) // 2,)
+
+
+def _fill(f, m):
+    k = np.zeros((m, m))
+    k[np.triu_indices(m)] = f
+    return k + k.T - np.diag(np.diag(k))
+
+
 def test_behaviour_features_of_the_map(models, embedder):
     before = {k: (v.copy() if isinstance(v, np.ndarray) else v)
               for k, v in vars(embedder).items()}

@@ -1,4 +1,4 @@
-"""Fidelity benchmark: how well DYNAMO, with its defaults, emulates five kinds of populations.
+"""Fidelity benchmark: how well DYNAMO, with its defaults, emulates six kinds of populations.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_fidelity.py            # all, seeds 0 1 2
     python benchmarks/bench_fidelity.py --quick                     # seed 0 only

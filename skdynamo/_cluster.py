@@ -31,7 +31,8 @@ class DynamoCluster(ClusterMixin, BaseEstimator):
     wrapped in :class:`sklearn.frozen.FrozenEstimator`), then any scikit-learn clusterer
     groups them: by default by what the meta-model does at their embeddings
     (:meth:`DynamoEmbedder.behaviour`: emulated outputs, meta-model states and the
-    geometry of those states on held-out probes, reduced by PCA), or by the embedding coordinates themselves (``space='embedding'``).
+    geometry of those states on held-out probes, reduced by PCA), or by the embedding
+    coordinates themselves (``space='embedding'``).
     Because the emulation absorbs reparameterisations, models that compute alike cluster
     together whatever their architecture or unit order.
 

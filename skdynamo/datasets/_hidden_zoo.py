@@ -68,11 +68,11 @@ def _train_joint(spec, common):
     """Train one member (task readout, plus its hidden head if any); drop the head."""
     task = common.get("task", "flipflop")
     heads = _heads(common)
-    head = heads.get(spec["group"])
+    head_spec = heads.get(spec["group"])          # (task, params) of the removed head
     # What the ridge read-out looks for: the member's own head, or the first head.
-    decoded = head or next(iter(heads.values()))
+    decoded = head_spec or next(iter(heads.values()))
     n_timesteps, n_channels = common["n_timesteps"], common["n_channels"]
-    batch_size, with_head = common["batch_size"], head is not None
+    batch_size, with_head = common["batch_size"], head_spec is not None
 
     def build():
         model = RecurrentNetwork(n_channels, n_channels, spec["hidden_size"], spec["cell"])
@@ -86,8 +86,8 @@ def _train_joint(spec, common):
         loss = nn.functional.mse_loss(network[0].readout(h), torch.from_numpy(y))
         if with_head:
             # Same inputs (same seed), the hidden task's targets.
-            _, z = make_task(head[0], batch_size, n_timesteps, n_channels,
-                             random_state=batch_seed, **head[1])
+            _, z = make_task(head_spec[0], batch_size, n_timesteps, n_channels,
+                             random_state=batch_seed, **head_spec[1])
             loss = loss + common["head_weight"] * nn.functional.mse_loss(
                 network[1](h), torch.from_numpy(z))
         return loss

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.utils import check_random_state
 
+from .._docstrings import share_parameters
+
 RandomState = int | np.random.RandomState | None
 
 __all__ = [
@@ -294,20 +296,13 @@ def make_running_max(n_samples: int = 256, n_timesteps: int = 50, n_channels: in
 
     Parameters
     ----------
-    n_samples : int, default=256
-        Number of sequences.
-    n_timesteps : int, default=50
-        Length of each sequence.
-    n_channels : int, default=3
-        Number of input (and output) channels.
-    scale : float, default=0.5
-        Weight of each pulse in the sum.
-    pulse_prob : float, default=0.08
-        Probability that a channel carries a pulse at a given time step.
-    noise : float, default=0.05
-        Standard deviation of the Gaussian noise added to the inputs.
-    random_state : int, RandomState instance or None, default=None
-        Seed of the generator.
+    {n_samples}
+    {n_timesteps}
+    {n_channels}
+    {scale}
+    {pulse_prob}
+    {noise}
+    {random_state}
 
     Returns
     -------
@@ -377,6 +372,9 @@ def make_sine_generation(n_samples: int = 256, n_timesteps: int = 50, *,
     inputs = np.repeat(f[:, None, None], n_timesteps, axis=1).astype(np.float32)
     targets = np.sin(2 * np.pi * f[:, None] * t[None, :])[:, :, None].astype(np.float32)
     return inputs, targets
+
+
+share_parameters(make_running_max, make_integration)
 
 
 PULSE_TASKS = {

@@ -32,7 +32,12 @@ maps'.
 and backward per (model, probe) pair at 32-512 pairs, and a hand-written GRU loop (input
 projections in one matrix product, one ``addmm`` per step) beside ``nn.GRU`` at 243
 pairs: what a training step of the default meta-model costs, and whether a custom kernel
-would be cheaper. Results go to ``benchmarks/results/training.json`` (one entry per
+would be cheaper. It also times a GRU whose backward pass is written by hand (a
+``torch.autograd.Function``: no autograd graph per step; the constant embedding input
+folded into a per-row bias; the weight gradients as one matrix product over all steps;
+``tanh`` as ``2 sigmoid(2a) - 1``), checked against ``nn.GRU``'s gradients in float64,
+on the meta-model's own input ``[x_t, theta]`` (3 probe inputs, 2 components), best of
+five interleaved rounds. Results go to ``benchmarks/results/training.json`` (one entry per
 variant and seed, re-read before each write).
 """
 
@@ -167,6 +172,105 @@ def _ridge_map_r2(emb, pop):
     return np.asarray(hid)
 
 
+def _hand_bptt_gru():
+    """A GRU over ``[x_t, theta]`` with a hand-written backward pass (study code)."""
+    import torch
+
+    class HandGRU(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, theta, h0, w_ih, w_hh, b_ih, b_hh):  # x (T, B, F)
+            T, B, F = x.shape
+            H = h0.shape[1]
+            const = torch.addmm(b_ih, theta, w_ih[:, F:].t())
+            const[:, :2 * H] += b_hh[:2 * H]
+            gi = torch.mm(x.reshape(T * B, F), w_ih[:, :F].t()).view(T, B, 3 * H).add_(const)
+            hs = x.new_empty(T + 1, B, H)
+            hs[0] = h0
+            ghn = b_hh[2 * H:].expand(T, B, H).contiguous()
+            rz_, n_ = x.new_empty(T, B, 2 * H), x.new_empty(T, B, H)
+            w_rz, w_n = w_hh[:2 * H].t(), w_hh[2 * H:].t()
+            for t in range(T):
+                h, g = hs[t], gi[t]
+                rz = torch.sigmoid(g[:, :2 * H].addmm_(h, w_rz), out=rz_[t])
+                a = g[:, 2 * H:].addcmul_(rz[:, :H], ghn[t].addmm_(h, w_n)).mul_(2)
+                n = torch.sigmoid(a, out=n_[t]).mul_(2).sub_(1)
+                torch.addcmul(n, rz[:, H:], h - n, out=hs[t + 1])
+            ctx.save_for_backward(x, theta, hs, rz_, n_, ghn, w_ih, w_hh)
+            return hs[1:]
+
+        @staticmethod
+        def backward(ctx, dH):
+            x, theta, hs, rz_, n_, ghn, w_ih, w_hh = ctx.saved_tensors
+            T, B, H = dH.shape
+            F = x.shape[2]
+            dg, dghn = dH.new_empty(T, B, 3 * H), dH.new_empty(T, B, H)
+            dh, one = dH[T - 1].clone(), torch.ones_like(dH[0])
+            for t in range(T - 1, -1, -1):
+                r, z, n = rz_[t, :, :H], rz_[t, :, H:], n_[t]
+                dar, daz, dan = dg[t, :, :H], dg[t, :, H:2 * H], dg[t, :, 2 * H:]
+                dhz = dh * z
+                torch.sub(dh, dhz, out=dan).mul_(one - n * n)
+                torch.mul(dhz, one - z, out=daz).mul_(hs[t] - n)
+                torch.mul(dan, r, out=dghn[t])
+                torch.mul(dghn[t], ghn[t], out=dar).mul_(one - r)
+                dhz.addmm_(dg[t, :, :2 * H], w_hh[:2 * H]).addmm_(dghn[t], w_hh[2 * H:])
+                dh = dhz if t == 0 else dhz.add_(dH[t - 1])
+            dG, hp = dg.view(T * B, 3 * H), hs[:-1].reshape(T * B, H)
+            dw_hh = torch.cat([torch.mm(hp.t(), dG[:, :2 * H]).t(),
+                               torch.mm(hp.t(), dghn.view(T * B, H)).t()])
+            dsum = dg.sum(0)
+            dw_ih = torch.cat([torch.mm(x.reshape(T * B, F).t(), dG).t(),
+                               torch.mm(theta.t(), dsum).t()], 1)
+            db_ih = dsum.sum(0)
+            db_hh = torch.cat([db_ih[:2 * H], dghn.sum((0, 1))])
+            return None, torch.mm(dsum, w_ih[:, F:]), dh, dw_ih, dw_hh, db_ih, db_hh
+
+    def run(gru, x, theta, h0):
+        return HandGRU.apply(x.transpose(0, 1).contiguous(), theta, h0, gru.weight_ih_l0,
+                             gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0).transpose(0, 1)
+    return run
+
+
+def _concat_gru(gru, x, theta, h0):
+    """``nn.GRU`` on ``[x_t, theta]``, as :class:`skdynamo.nn.ConditionedRNN` runs it."""
+    import torch
+    return gru(torch.cat([x, theta[:, None].expand(-1, x.shape[1], -1)], -1), h0[None])[0]
+
+
+def hand_bptt_cost(pairs=(64, 243, 512), rounds=5, repeats=10):
+    """``nn.GRU`` against the hand-written backward pass: gradients, then best-of times."""
+    import torch
+    from torch import nn
+    hand = _hand_bptt_gru()
+    torch.manual_seed(0)
+    g = nn.GRU(5, 8, batch_first=True).double()
+    x, theta, h0 = (torch.randn(*s, dtype=torch.double) for s in ((4, 7, 3), (4, 2), (4, 8)))
+    theta.requires_grad_(True), h0.requires_grad_(True)
+    w = torch.randn(4, 7, 8, dtype=torch.double)
+    wrt = [theta, h0, *g.parameters()]
+    ref = torch.autograd.grad((_concat_gru(g, x, theta, h0) * w).sum(), wrt)
+    got = torch.autograd.grad((hand(g, x, theta, h0) * w).sum(), wrt)
+    err = max((a - b).abs().max().item() for a, b in zip(ref, got))
+    print(f"hand-written backward vs nn.GRU, float64: largest gradient difference {err:.1e}")
+    print("| pairs | nn.GRU ms | hand-written backward ms | speed-up |\n|---|---|---|---|")
+    gru = nn.GRU(5, 64, batch_first=True)
+    for b in pairs:
+        x, theta, h0 = torch.randn(b, 50, 3), torch.randn(b, 2), torch.randn(b, 64)
+        theta.requires_grad_(True), h0.requires_grad_(True)
+        args = (gru, x, theta, h0)
+        fns = {"nn": lambda a=args: _concat_gru(*a), "hand": lambda a=args: hand(*a)}
+        best = {k: np.inf for k in fns}
+        for _ in range(rounds):
+            for k, f in fns.items():
+                f().pow(2).mean().backward()
+                t0 = time.perf_counter()
+                for _ in range(repeats):
+                    f().pow(2).mean().backward()
+                best[k] = min(best[k], (time.perf_counter() - t0) / repeats)
+        print(f"| {b} | {1e3 * best['nn']:.1f} | {1e3 * best['hand']:.1f} | "
+              f"{best['nn'] / best['hand']:.2f}x |")
+
+
 def step_cost():
     """Per-pair cost of nn.GRU forward+backward by batch, and a hand-written loop."""
     import torch
@@ -209,6 +313,7 @@ def step_cost():
     s_loop = timed(lambda: loop(x).pow(2).mean().backward())
     print(f"hand-written loop / nn.GRU at 243 pairs: {s_loop / s_nn:.1f}x "
           f"({1e3 * s_loop:.0f} vs {1e3 * s_nn:.0f} ms), 1 thread")
+    hand_bptt_cost()
 
 
 def _row(r):
@@ -238,7 +343,7 @@ def main(argv=None):
                         help="torch threads of each fit (default 1; others are stored apart)")
     parser.add_argument("--table", action="store_true", help="print the stored results")
     parser.add_argument("--step-cost", action="store_true",
-                        help="time nn.GRU per pair and a hand-written loop, then stop")
+                        help="time nn.GRU per pair and two hand-written GRUs, then stop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step_cost:

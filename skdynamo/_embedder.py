@@ -155,7 +155,9 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         probes are not kept: ``probe_inputs_`` holds the given probes.
     recorder : 'auto' or callable, default='auto'
         ``'auto'`` records every ``nn.RNN``/``nn.GRU``/``nn.LSTM`` submodule with forward
-        hooks (all layers of multi-layer RNNs; ``h_t`` of LSTMs), or, for images, the
+        hooks (all layers of multi-layer RNNs; ``h_t`` of LSTMs), and every
+        ``nn.RNNCell``/``nn.GRUCell``/``nn.LSTMCell`` called once per step (its states
+        concatenated along time), or, for images, the
         layers chosen by ``layers`` (:func:`skdynamo.record_cnn`). A callable
         ``recorder(model, inputs) -> (hidden, outputs)`` overrides it (for images it may
         return ``(list_of_layer_arrays, logits)`` or a ``LayerTrajectories``).

@@ -79,7 +79,7 @@ class Trajectories:
 def input_width(model):
     """Input width read off the first layer that declares one, or None."""
     for m in model.modules():
-        if isinstance(m, nn.RNNBase):
+        if isinstance(m, (nn.RNNBase, nn.RNNCellBase)):
             return m.input_size
         if isinstance(m, nn.Linear):
             return m.in_features

@@ -124,3 +124,27 @@ class RecordTrainDtype(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         net.history.record("train_dtype", str(net.train_dtype))
+
+
+CELL_MODULES = {"rnn": torch.nn.RNNCell, "gru": torch.nn.GRUCell, "lstm": torch.nn.LSTMCell}
+
+
+class CellLoop(torch.nn.Module):
+    """A hand-written loop over time around an ``nn.RNNCell``/``GRUCell``/``LSTMCell``,
+    with the weights of the one-layer network ``layer_net`` (so both must record alike)."""
+
+    def __init__(self, layer_net, cell):
+        super().__init__()
+        rnn = layer_net.rnn
+        self.cell = CELL_MODULES[cell](rnn.input_size, rnn.hidden_size)
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(self.cell, name).copy_(getattr(rnn, name + "_l0"))
+        self.readout = layer_net.readout
+
+    def forward(self, x):
+        state, hs = None, []
+        for t in range(x.shape[1]):
+            state = self.cell(x[:, t], state)
+            hs.append(state[0] if isinstance(state, tuple) else state)
+        return self.readout(torch.stack(hs, 1))

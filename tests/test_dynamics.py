@@ -534,3 +534,35 @@ def test_midpoint_search_finds_the_saddle_between_attractors():
     assert (with_mid.n_stable, with_mid.n_unstable) == (2, 1)
     np.testing.assert_allclose(with_mid.points[with_mid.stability == "unstable"], [[0.0]],
                                atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- cells run per step
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_module_holding_a_cell_has_its_layers_update(cell):
+    from conftest import CellLoop
+    from skdynamo.datasets import RecurrentNetwork
+    from skdynamo.dynamics._systems import as_system
+
+    torch.manual_seed(0)
+    layer_net = RecurrentNetwork(3, 3, hidden_size=5, cell=cell)
+    model = CellLoop(layer_net, cell)
+    x = torch.randn(4, 9, 3, dtype=torch.float64)
+    np.testing.assert_allclose(as_system(model).record(x).numpy(),
+                               as_system(layer_net).record(x).numpy(), atol=1e-12)
+    np.testing.assert_allclose(as_system(model.cell).record(x).numpy(),
+                               as_system(layer_net.rnn).record(x).numpy(), atol=1e-12)
+    assert not model.cell._forward_pre_hooks  # hook removed
+
+
+def test_trained_flipflop_as_a_cell_loop_keeps_its_attractors(flipflop_2bit):
+    from conftest import CellLoop
+
+    model, x, _ = flipflop_2bit
+    looped = CellLoop(model, "rnn")
+    fp = find_fixed_points(looped, x, random_state=0)
+    assert fp.n_stable == 4
+    np.testing.assert_allclose(np.sort(fp.stable_points, axis=0),
+                               np.sort(find_fixed_points(model, x, random_state=0)
+                                       .stable_points, axis=0), atol=1e-6)

@@ -416,6 +416,23 @@ def test_identical_models_share_an_embedding(tiny_models, tiny_probes):
     assert np.linalg.norm(emb.embeddings_[1] - emb.embeddings_[0]) > 1e-3
 
 
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_cell_loop_lands_on_its_layer_twin(cell, tiny_models, tiny_probes):
+    # A hand-written loop around nn.RNNCell/GRUCell/LSTMCell with a member's weights is
+    # recorded by recorder='auto' and lands where that member does, with default probes
+    # (input width read off the cell) as with given ones.
+    from conftest import CellLoop
+
+    member = tiny_models[["rnn", "gru", "lstm"].index(cell)]
+    models = list(tiny_models) + [CellLoop(member, cell).eval()]
+    i = ["rnn", "gru", "lstm"].index(cell)
+    for probes in (tiny_probes, None):
+        emb = tiny_embedder(probes).fit(models)
+        Z = emb.embeddings_
+        spread = np.linalg.norm(Z[:3, None] - Z[None, :3], axis=-1).max()
+        assert np.linalg.norm(Z[3] - Z[i]) < 1e-3 * spread
+
+
 def test_grid_search_uses_score(tiny_models, tiny_probes):
     from sklearn.model_selection import GridSearchCV
     models = list(tiny_models) + [tiny_models[1]]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import assert_state_equal, state_snapshot
+from conftest import CellLoop, assert_state_equal, state_snapshot
 from skdynamo import Trajectories
 from skdynamo._recording import input_width
 from skdynamo.families._recurrent import record, record_population
@@ -147,6 +147,20 @@ def test_layer_called_per_step_concatenates_time(probes):
     np.testing.assert_allclose(tr.hidden, h.numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_cell_called_per_step_records_like_its_layer(cell, probes):
+    layer_net = _seeded(lambda: RecurrentNetwork(3, 3, hidden_size=8, cell=cell)).eval()
+    model = CellLoop(layer_net, cell).eval()
+    assert input_width(model) == 3
+    tr, ref = record(model, probes), record(layer_net, probes)
+    assert tr.hidden.shape == (7, 9, 8)                      # h_t of LSTMCells, not c_t
+    np.testing.assert_allclose(tr.hidden, ref.hidden, atol=1e-5)
+    np.testing.assert_allclose(tr.outputs, ref.outputs, atol=1e-5)
+    parts = record(model, probes, batch_size=3)              # batches concatenate alike
+    np.testing.assert_allclose(parts.hidden, tr.hidden, atol=1e-6)
+    assert all(len(m._forward_hooks) == 0 for m in model.modules())
+
+
 def test_batched_recording_matches_one_pass(probes):
     model = _seeded(lambda: RecurrentNetwork(3, 3, hidden_size=8, cell="lstm")).eval()
     whole = record(model, probes)
@@ -252,8 +266,9 @@ def test_no_hooks_left_after_failure(probes):
 
 def test_auto_recorder_needs_a_recurrent_layer(probes):
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3))
-    with pytest.raises(ValueError, match="callable recorder"):
+    with pytest.raises(ValueError, match="callable recorder") as info:
         record(model, probes)
+    assert "model(x)[::-1]" in str(info.value)     # the recipe for (outputs, hidden) models
     with pytest.raises(ValueError, match=r"Recording model 1 \(Sequential\)"):
         record_population([RecurrentNetwork(3, 3, 4), model], probes)
 

@@ -516,8 +516,9 @@ def find_fixed_points(system: nn.Module, inputs: np.ndarray | torch.Tensor | Non
     Parameters
     ----------
     system : torch.nn.Module
-        An ``nn.RNN``/``nn.GRU``/``nn.LSTM`` layer (one layer, unidirectional), a module
-        holding exactly one such layer (its update is written out from the layer's weights;
+        An ``nn.RNN``/``nn.GRU``/``nn.LSTM`` layer (one layer, unidirectional) or
+        ``nn.RNNCell``/``nn.GRUCell``/``nn.LSTMCell``, a module holding exactly one such
+        layer (its update is written out from the layer's weights;
         LSTMs on the joint state ``[h, c]``), the meta-model at an embedding
         (``embedder.model_at(z)``), or any module with a ``recurrent_step(x_t, h)`` method
         (and a ``hidden_size`` attribute or ``initial_state(batch)`` method).

@@ -9,8 +9,9 @@ Three kinds of system are understood, tried in this order:
    analysed in one batch;
 2. any module with a ``recurrent_step(x_t, h)`` method (the protocol of
    ``EmulatedNetwork``): its update is that method;
-3. an ``nn.RNN``/``nn.GRU``/``nn.LSTM`` layer, or a module holding exactly one: its update
-   is written out from the layer's weights (LSTM on the joint state ``[h, c]``).
+3. an ``nn.RNN``/``nn.GRU``/``nn.LSTM`` layer or ``nn.RNNCell``/``nn.GRUCell``/
+   ``nn.LSTMCell`` cell, or a module holding exactly one: its update is written out from
+   the layer's weights (LSTM on the joint state ``[h, c]``).
 
 All computations run in float64 on private copies: the caller's module is never changed.
 """
@@ -24,12 +25,17 @@ from torch import nn
 
 __all__ = ["as_system"]
 
+#: Recurrent modules whose update is written out from their weights.
+_RECURRENT = (nn.RNNBase, nn.RNNCellBase)
+
 
 def _module_name(obj):
     return type(obj).__name__
 
 
 def _check_layer(layer, where):
+    if isinstance(layer, nn.RNNCellBase):
+        return  # a cell is one layer, run forward one step at a time
     if layer.num_layers != 1:
         raise ValueError(f"{where} has num_layers={layer.num_layers}; fixed points are computed "
                          "for single-layer recurrent networks only.")
@@ -42,21 +48,24 @@ def _check_layer(layer, where):
 
 
 def _layer_kind(layer):
-    if isinstance(layer, nn.LSTM):
+    if isinstance(layer, (nn.LSTM, nn.LSTMCell)):
         return "lstm"
-    if isinstance(layer, nn.GRU):
+    if isinstance(layer, (nn.GRU, nn.GRUCell)):
         return "gru"
-    if isinstance(layer, nn.RNN):
+    if isinstance(layer, (nn.RNN, nn.RNNCell)):
         return "rnn_relu" if layer.nonlinearity == "relu" else "rnn_tanh"
     raise TypeError(f"Unsupported recurrent layer {_module_name(layer)}.")
 
 
 def _layer_weights(layer):
-    w_ih = layer.weight_ih_l0.detach().cpu().to(torch.float64).clone()
-    w_hh = layer.weight_hh_l0.detach().cpu().to(torch.float64).clone()
+    suffix = "" if isinstance(layer, nn.RNNCellBase) else "_l0"
+
+    def weight(name):
+        return getattr(layer, name + suffix).detach().cpu().to(torch.float64).clone()
+
+    w_ih, w_hh = weight("weight_ih"), weight("weight_hh")
     if layer.bias:
-        b_ih = layer.bias_ih_l0.detach().cpu().to(torch.float64).clone()
-        b_hh = layer.bias_hh_l0.detach().cpu().to(torch.float64).clone()
+        b_ih, b_hh = weight("bias_ih"), weight("bias_hh")
     else:
         b_ih = b_hh = torch.zeros(w_ih.shape[0], dtype=torch.float64)
     return w_ih, w_hh, b_ih, b_hh
@@ -188,6 +197,8 @@ class _LayerSystem(_System):
             self._module.train(was_training)
         if not seen:
             raise ValueError(f"Running {self.name} on inputs never called its recurrent layer.")
+        if isinstance(self._layer, nn.RNNCellBase):  # one call per step
+            return torch.stack([x.cpu().to(torch.float64) for x in seen], dim=1)
         seq = seen[0].cpu().to(torch.float64)
         if not self._layer.batch_first:
             seq = seq.transpose(0, 1)
@@ -225,9 +236,9 @@ def as_system(system):
     if isinstance(system, _System):
         return system
     if not isinstance(system, nn.Module):
-        raise TypeError("A recurrent system must be a torch.nn.Module (an nn.RNN/GRU/LSTM layer, "
-                        "a module holding one, or a module with a recurrent_step(x_t, h) "
-                        f"method); got {_module_name(system)}.")
+        raise TypeError("A recurrent system must be a torch.nn.Module (an nn.RNN/GRU/LSTM layer "
+                        "or nn.RNNCell/GRUCell/LSTMCell, a module holding one, or a module "
+                        f"with a recurrent_step(x_t, h) method); got {_module_name(system)}.")
     meta = getattr(system, "meta", None)
     theta = getattr(system, "theta", None)
     if (isinstance(meta, nn.Module) and isinstance(getattr(meta, "rnn", None), nn.RNNBase)
@@ -247,14 +258,15 @@ def as_system(system):
                             name=_module_name(system))
     if callable(getattr(system, "recurrent_step", None)):
         return _StepSystem(system)
-    if isinstance(system, nn.RNNBase):
+    if isinstance(system, _RECURRENT):
         _check_layer(system, _module_name(system))
         return _LayerSystem(system)
-    layers = [(name, m) for name, m in system.named_modules() if isinstance(m, nn.RNNBase)]
+    layers = [(name, m) for name, m in system.named_modules() if isinstance(m, _RECURRENT)]
     if not layers:
         raise TypeError(f"{_module_name(system)} has no recurrent update skdynamo can find: it "
-                        "holds no nn.RNN/nn.GRU/nn.LSTM layer and has no recurrent_step(x_t, h) "
-                        "method. Pass a recurrent layer, or add recurrent_step.")
+                        "holds no nn.RNN/nn.GRU/nn.LSTM layer or nn.RNNCell/GRUCell/LSTMCell "
+                        "and has no recurrent_step(x_t, h) method. Pass a recurrent layer, or "
+                        "add recurrent_step.")
     if len(layers) > 1:
         names = ", ".join(repr(n) for n, _ in layers)
         raise ValueError(f"{_module_name(system)} holds {len(layers)} recurrent layers ({names}); "

@@ -1,4 +1,5 @@
-"""The recurrent family: networks holding ``nn.RNN``/``nn.GRU``/``nn.LSTM`` layers.
+"""The recurrent family: networks holding ``nn.RNN``/``nn.GRU``/``nn.LSTM`` layers, or
+``nn.RNNCell``/``nn.GRUCell``/``nn.LSTMCell`` cells called once per time step.
 
 Time steps are time. Each member's hidden state at every step is recorded by forward
 hooks (:func:`record`), reduced by PCA (:func:`skdynamo._targets.reduce_hidden`) and
@@ -25,9 +26,15 @@ __all__ = ["RecurrentFamily", "record", "record_population", "recurrent_layers",
            "check_trajectories", "check_trajectory", "check_output_shapes"]
 
 
+#: What ``recorder='auto'`` records: layers that run whole sequences and cells that run one
+#: step per call (a Python loop over time, as many hand-written models do).
+RECURRENT_MODULES = (nn.RNNBase, nn.RNNCellBase)
+
+
 def recurrent_layers(model):
-    """The ``nn.RNN``/``nn.GRU``/``nn.LSTM`` submodules of ``model``, in registration order."""
-    return [m for m in model.modules() if isinstance(m, nn.RNNBase)]
+    """The ``nn.RNN``/``nn.GRU``/``nn.LSTM`` layers and ``nn.RNNCell``/``nn.GRUCell``/
+    ``nn.LSTMCell`` cells of ``model``, in registration order."""
+    return [m for m in model.modules() if isinstance(m, RECURRENT_MODULES)]
 
 
 def _single_layer_outputs(rnn, x, hx):
@@ -64,16 +71,26 @@ def _auto_record(model, inputs):
     Multi-layer RNNs contribute every layer (re-run layer by layer with the module's own
     weights); LSTMs contribute ``h_t`` (their cell state ``c_t`` is not exposed per step by
     ``nn.LSTM``; pass a callable ``recorder`` to include it). Several recurrent submodules
-    are concatenated along the unit axis; a layer called once per time step is
-    concatenated along time.
+    are concatenated along the unit axis; a layer called once per time step, and a cell
+    (``nn.RNNCell``/``nn.GRUCell``/``nn.LSTMCell``, whose ``h`` is kept), are concatenated
+    along time.
     """
     layers = recurrent_layers(model)
     if not layers:
-        raise ValueError("recorder='auto' found no nn.RNN, nn.GRU or nn.LSTM submodule; pass "
-                         "a callable recorder(model, inputs) -> (hidden, outputs) instead.")
+        raise ValueError("recorder='auto' found no nn.RNN, nn.GRU or nn.LSTM layer and no "
+                         "nn.RNNCell, nn.GRUCell or nn.LSTMCell; pass a callable "
+                         "recorder(model, inputs) -> (hidden, outputs) instead (for a model "
+                         "whose forward returns (outputs, hidden_states): recorder=lambda "
+                         "model, x: model(x)[::-1]).")
     captured = {id(m): [] for m in layers}
 
     def hook(module, args, kwargs, output):
+        if isinstance(module, nn.RNNCellBase):
+            # One step: (batch, hidden), or (h, c) for an LSTMCell.
+            h = output[0] if isinstance(output, tuple) else output
+            captured[id(module)].append(h.reshape(h.shape[0], 1, -1) if h.ndim > 1
+                                        else h.reshape(1, 1, -1))
+            return
         # with_kwargs: `rnn(x, hx=h0)` must not lose its initial state.
         x = args[0] if args else kwargs["input"]
         if isinstance(x, nn.utils.rnn.PackedSequence):

@@ -207,8 +207,8 @@ def candidate_scores(meta, probes, candidates, outputs, hidden, scale, *, loss,
     with torch.no_grad():
         y_c, ga, chol, mu = states.outputs, states.states, states.cholesky, states.mu
         m, c = outputs.shape[0], candidates.shape[0]
-        y_hat = loss.emulated_outputs(y_c[None].expand(m, *y_c.shape))
-        y_hat = y_hat.reshape(m * c, *y_hat.shape[2:])
+        y_hat = loss.emulated_outputs(y_c)              # candidates as models: (C, P, ...)
+        y_hat = y_hat[None].expand(m, *y_hat.shape).reshape(m * c, *y_hat.shape[1:])
         y = outputs[:, None].expand(m, c, *outputs.shape[1:]).reshape(m * c, *outputs.shape[1:])
         out = loss.output(y_hat, y, scale.repeat_interleave(c)).view(m, c)
         # One normal-equation system per candidate (and per step for per-step maps),

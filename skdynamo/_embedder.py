@@ -911,8 +911,10 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Returns
         -------
         skdynamo.nn.EmulatedNetwork
-            Maps inputs (batch, time, n_features) to outputs; also exposes
-            ``trajectories`` and ``recurrent_step`` for dynamics analysis.
+            Maps inputs (batch, time, n_features) to outputs at every step (for a
+            population of sequence classifiers, whose members output their last step
+            only, the last step is the emulated output); also exposes ``trajectories``
+            and ``recurrent_step`` for dynamics analysis.
         """
         check_is_fitted(self)
         z = np.asarray(z, dtype=np.float32).reshape(-1)

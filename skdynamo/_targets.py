@@ -22,7 +22,8 @@ def _pca_scores(x, train_idx, n_pcs):
     k = int(min(n_pcs, units, train.shape[0]))
     # The eigendecomposition of the units' covariance (units << samples) gives the same
     # components as a full SVD of the samples, several times faster.
-    pca = PCA(n_components=k, svd_solver="covariance_eigh").fit(train)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a state that never moves
+        pca = PCA(n_components=k, svd_solver="covariance_eigh").fit(train)
     total = float(pca.explained_variance_.sum())
     if total <= 1e-12:
         # A model (or layer) whose state never moves has nothing to emulate: zero targets.

@@ -433,6 +433,37 @@ def test_cell_loop_lands_on_its_layer_twin(cell, tiny_models, tiny_probes):
         assert np.linalg.norm(Z[3] - Z[i]) < 1e-3 * spread
 
 
+class _LastStep(torch.nn.Module):
+    """A sequence classifier: outputs (batch, n_outputs) at the last step only."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)[:, -1]
+
+
+def test_sequence_classifiers_fit_transform_and_compose(tiny_models):
+    # Members whose outputs are their last step only: transform's batched candidate
+    # scores compare the emulation's last step too (they once broadcast over probes).
+    from sklearn.frozen import FrozenEstimator
+    from skdynamo import DynamoAverager, DynamoCluster
+
+    from skdynamo.datasets import make_random_probes
+
+    models = [_LastStep(m) for m in tiny_models] + [_LastStep(tiny_models[1])]
+    emb = tiny_embedder(make_random_probes(16, 7, 3, random_state=0)).fit(models)
+    assert emb.loss_.last_only
+    Z = emb.transform(models)
+    assert Z.shape == (4, 2) and np.all(np.isfinite(Z))
+    np.testing.assert_allclose(Z[3], Z[1], atol=1e-6)     # the copy lands with its original
+    assert np.isfinite(emb.score(models))
+    labels = DynamoCluster(FrozenEstimator(emb), n_clusters=2).fit_predict(models)
+    assert labels.shape == (4,)
+    assert np.isfinite(DynamoAverager(FrozenEstimator(emb)).fit(models[:2]).score(models[2:]))
+
+
 def test_grid_search_uses_score(tiny_models, tiny_probes):
     from sklearn.model_selection import GridSearchCV
     models = list(tiny_models) + [tiny_models[1]]

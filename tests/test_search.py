@@ -104,16 +104,19 @@ def _problem(meta, probes, n_models=5, seed=0):
     return truth, y, hidden, scale
 
 
-@pytest.mark.parametrize("kind", ["rnn", "cnn"])
+@pytest.mark.parametrize("kind", ["rnn", "rnn-last-step", "cnn"])
 def test_candidate_scores_equal_the_search_objective_at_every_candidate(kind):
     torch.manual_seed(0)
-    if kind == "rnn":
+    if kind.startswith("rnn"):
         meta, probes = ConditionedRNN(3, 2, 2, hidden_size=8), torch.randn(12, 6, 3)
-        loss = DynamoLoss("mse", hidden_weight=0.7, embedding_l2=0.01)
+        loss = DynamoLoss("mse", hidden_weight=0.7, embedding_l2=0.01,
+                          last_only=kind == "rnn-last-step")
     else:
         meta = ConditionedCNN(1, 3, 2, n_steps=2, image_size=(8, 8), hidden_size=4)
         probes, loss = torch.rand(12, 1, 8, 8), DynamoLoss("kl", embedding_l2=0.01)
     _, y, hidden, scale = _problem(meta, probes)
+    if loss.last_only:  # sequence classifiers: the models' outputs are their last step
+        y = y[:, :, -1]
     cand = torch.randn(7, 2, generator=torch.Generator().manual_seed(1))
     batched = candidate_scores(meta, probes, cand, y, hidden, scale, loss=loss)
     one_by_one = _chunk_objective(meta, probes, y, hidden, scale, loss)(cand[None])

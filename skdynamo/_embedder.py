@@ -25,7 +25,8 @@ from ._net import (AcceleratedDynamoNet, Converged, DynamoNet, EpochProgressBar,
                    held_out_pairs, training_plan)
 from ._recording import Trajectories
 from ._stability import embedding_disagreement
-from ._targets import initial_embeddings, output_variance
+from ._targets import (MIN_RELATIVE_OUTPUT_VARIANCE, floor_output_scales, initial_embeddings,
+                       output_variance)
 from .families import FAMILIES, resolve_family
 from .nn import DynamoModule, EmulatedNetwork
 from .utils.validation import check_models
@@ -508,12 +509,23 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if acc is not None:
             _check_same_recordings(acc, rec)
         outputs, hidden, out_shape = rec.outputs, rec.hidden, rec.output_shape
-        loss = DynamoLoss(resolve_output_loss(self.output_loss, family, out_shape),
+        scales, flat = floor_output_scales(rec.scales)
+        output_loss = resolve_output_loss(self.output_loss, family, out_shape)
+        if len(flat) and output_loss.name == "mse":
+            warnings.warn(
+                f"The outputs of model(s) {flat.tolist()[:10]}{' ...' if len(flat) > 10 else ''}"
+                f" barely vary on the probe inputs (output variance below "
+                f"{MIN_RELATIVE_OUTPUT_VARIANCE:g} times the population's median): "
+                "their output error is weighed as if they varied that much, so that they do "
+                "not take over the fit. Check them (a collapsed or untrained network?) and "
+                "the probe inputs.", UserWarning, stacklevel=2)
+        loss = DynamoLoss(output_loss,
                           hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
                           last_only=family.last_only(out_shape),
-                          output_scale=rec.scales.astype(np.float32))
+                          output_scale=scales.astype(np.float32))
         behaviour = loss.output.behaviour(outputs)
-        behaviour_scales = np.array([output_variance(o, train_idx) for o in behaviour])
+        behaviour_scales = floor_output_scales(
+            [output_variance(o, train_idx) for o in behaviour])[0]
         init = initial_embeddings(behaviour, list(hidden), behaviour_scales, train_idx,
                                   self.n_components, rng)
         n_models = len(models)
@@ -550,7 +562,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 module__meta_params=meta_params, module__n_models=n_models,
                 module__n_targets=hidden.shape[-1], module__init_embeddings=init,
                 module__target_mask=rec.mask,
-                module__output_scale=rec.scales.astype(np.float32),
+                module__output_scale=scales.astype(np.float32),
                 criterion=loss,  # the data term; DynamoNet.get_loss adds the penalty
                 optimizer=torch.optim.Adam, lr=self.lr, max_epochs=self.max_epochs,
                 batch_size=per_step * probes_per_step, train_split=predefined_split(valid_ds),

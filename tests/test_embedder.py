@@ -653,3 +653,27 @@ def test_precision_auto_in_a_recurrent_fit(native, expected, monkeypatch, tiny_m
     monkeypatch.setattr(_guards, "native_bfloat16", lambda device: native)
     emb = tiny_embedder(tiny_probes, max_epochs=1, callbacks=[RecordTrainDtype()])
     assert emb.fit(tiny_models).history_[-1, "train_dtype"] == expected
+
+
+def test_a_member_with_constant_outputs_does_not_take_over_the_fit(random_networks):
+    # A collapsed member (readout zeroed: constant outputs) once weighed a million times
+    # the others in the output loss, and the shared meta-model was trained for it alone.
+    from skdynamo.datasets import make_random_probes
+
+    probes = make_random_probes(24, 12, 3, random_state=0)
+    dead = copy.deepcopy(random_networks[0])
+    with torch.no_grad():
+        dead.readout.weight.zero_()
+    kw = dict(hidden_size=16, max_epochs=100, patience=100, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        alone = tiny_embedder(probes, **kw).fit(random_networks)
+        with pytest.warns(UserWarning, match=r"model\(s\) \[4\] barely vary"):
+            emb = tiny_embedder(probes, **kw).fit(list(random_networks) + [dead])
+    scales = emb.loss_.output_scale.numpy()
+    np.testing.assert_allclose(scales[4], 1e-2 * np.median(scales[:4]), rtol=0.3)
+    r2_alone, r2_with = alone.emulation_scores_.output_r2, emb.emulation_scores_.output_r2[:4]
+    # Measured (this machine, 1 thread): 0.87 alone, 0.49 beside the dead member, and a
+    # median of -0.50 without the floor.
+    assert r2_alone.mean() > 0.5
+    assert r2_with.mean() > 0.25

@@ -158,7 +158,8 @@ def initial_embeddings(outputs, reduced, out_scales, train_idx, n_components, rn
     init = np.zeros((n, n_components))
     if n > 1:
         k = min(n_components, n - 1, feats.shape[1])
-        init[:, :k] = PCA(n_components=k, svd_solver="full").fit_transform(feats)
+        with np.errstate(divide="ignore", invalid="ignore"):  # all members alike
+            init[:, :k] = PCA(n_components=k, svd_solver="full").fit_transform(feats)
         # Components beyond the data's rank get small noise so no dimension is dead.
         init[:, k:] = 0.01 * rng.standard_normal((n, n_components - k))
         rms = np.sqrt((init ** 2).sum(1).mean())

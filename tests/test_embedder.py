@@ -677,3 +677,14 @@ def test_a_member_with_constant_outputs_does_not_take_over_the_fit(random_networ
     # median of -0.50 without the floor.
     assert r2_alone.mean() > 0.5
     assert r2_with.mean() > 0.25
+
+
+def test_a_population_of_copies_fits_without_numpy_warnings(tiny_models, tiny_probes):
+    # Every behaviour feature alike: the starting PCA has nothing to explain.
+    copies = [copy.deepcopy(tiny_models[1]) for _ in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        Z = tiny_embedder(tiny_probes).fit_transform(copies)
+    assert np.all(np.isfinite(Z))
+    np.testing.assert_array_equal(Z, np.repeat(Z[:1], 4, axis=0))

@@ -307,3 +307,10 @@ def test_models_are_not_columns(tiny_models):
     seq = torch.nn.Sequential(torch.nn.Linear(2, 2))
     cols = _label_columns({"models": [seq, seq], "net": tiny_models[:2], "k": [1, 2]}, 2)
     assert list(cols) == ["k"]
+
+
+def test_passing_the_estimator_instead_of_its_points_names_the_fix(tiny_fitted):
+    pytest.importorskip("matplotlib")
+    from skdynamo.plotting import plot_embedding
+    with pytest.raises(TypeError, match=r"not a DynamoEmbedder: pass emb.embeddings_"):
+        plot_embedding(tiny_fitted)

@@ -40,6 +40,10 @@ def _pyplot():
 
 
 def _as_embeddings(embeddings, dims, name="embeddings"):
+    if hasattr(embeddings, "get_params"):  # an estimator, not its points
+        raise TypeError(f"{name} must be the points to draw, (n_models, n_components), not "
+                        f"a {type(embeddings).__name__}: pass emb.embeddings_ (or "
+                        "emb.transform(models)).")
     z = np.asarray(embeddings, dtype=float)
     if z.ndim != 2 or z.shape[0] == 0:
         raise ValueError(f"{name} must have shape (n_models, n_components); got {z.shape}.")

@@ -166,14 +166,12 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Width of the meta-model's state (channels of each stage of a CNN meta-model).
     cell : {'gru', 'lstm', 'rnn'}, default='gru'
         Cell of a recurrent meta-model.
-    conditioning : {'concat', 'bilinear', 'mlp'}, default='concat'
+    conditioning : {'concat', 'bilinear'}, default='concat'
         How a recurrent meta-model reads the embedding: ``'concat'``, ``theta``
         appended to the inputs (the original DYNAMO form); ``'bilinear'``, input weights
         and readout that are linear functions of ``theta`` (the cell reads
-        ``[x_t, theta, x_t (x) theta]``); ``'mlp'``, ``theta`` appended together with a
-        small MLP of it (32 tanh units, last layer zero at the start), so that the
-        gates' offsets are a non-linear function of ``theta``. Each folds into a plain
-        network at one embedding. Measured on the fidelity page: ``'bilinear'`` emulates more closely
+        ``[x_t, theta, x_t (x) theta]``). Both fold into a plain network at one
+        embedding. Measured on the fidelity page: ``'bilinear'`` emulates more closely
         and separates the cognitive-task population as well as output space does, but
         it also resolves functionally equivalent members into distinct groups of the
         map, between which the meta-model does not work (the centroid of one averaging
@@ -375,7 +373,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "recorder": [StrOptions({"auto"}), callable],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "cell": [StrOptions({"gru", "lstm", "rnn"})],
-        "conditioning": [StrOptions({"concat", "bilinear", "mlp"})],
+        "conditioning": [StrOptions({"concat", "bilinear"})],
         "n_pcs": [Interval(Integral, 1, None, closed="left")],
         "hidden_weight": [Interval(Real, 0, None, closed="left")],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],

@@ -64,15 +64,13 @@ def test_the_fitted_embedder_holds_its_family(tiny_fitted, tiny_models):
     assert family_of(tiny_fitted.meta_model_).name == "rnn"
 
 
-@pytest.mark.parametrize("conditioning", ["bilinear", "concat", "mlp"])
+@pytest.mark.parametrize("conditioning", ["bilinear", "concat"])
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_baked_rnn_equals_the_meta_model_at_its_embedding(cell, conditioning):
     torch.manual_seed(0)
     meta = ConditionedRNN(3, 2, 2, hidden_size=6, cell=cell, conditioning=conditioning).eval()
     if conditioning == "bilinear":  # a readout that depends on theta (it starts at zero)
         torch.nn.init.normal_(meta.readout_theta.weight)
-    if conditioning == "mlp":  # an MLP whose output depends on theta (it starts at zero)
-        torch.nn.init.normal_(meta.theta_mlp[2].weight)
     z = np.array([0.4, -1.3])
     net = bake(meta, z)
     assert isinstance(net, StandaloneRNN) and not net.training
@@ -118,7 +116,7 @@ def test_conditioned_rnn_refuses_an_unknown_conditioning():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("conditioning", ["bilinear", "concat", "mlp"])
+@pytest.mark.parametrize("conditioning", ["bilinear", "concat"])
 def test_the_embedder_builds_the_conditioning_it_is_given(tiny_probes, tiny_models,
                                                            conditioning):
     emb = tiny_embedder(tiny_probes, conditioning=conditioning).fit(tiny_models)

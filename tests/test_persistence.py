@@ -111,14 +111,6 @@ def test_weights_file_is_plain_data(weights_file):
     assert b"skdynamo._" not in open(weights_file, "rb").read()
 
 
-def test_mlp_conditioning_round_trips(nets, data, tmp_path):
-    est = DynamoEmbedder(probe_inputs=data[0], conditioning="mlp", **TINY).fit(nets)
-    save_weights(est, tmp_path / "mlp.pt")
-    again = load_weights(tmp_path / "mlp.pt")
-    assert again.meta_model_.conditioning == "mlp"
-    np.testing.assert_array_equal(again.transform(nets), est.transform(nets))
-
-
 def test_refit_after_load(weights_file, nets):
     est = load_weights(weights_file)
     assert est.fit(nets).embeddings_.shape == (3, 2)

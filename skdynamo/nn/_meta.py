@@ -15,9 +15,7 @@ __all__ = ["ConditionedRNN", "ConditionedCNN", "FiLM", "DynamoModule", "Emulated
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 #: How a recurrent meta-model reads its embedding (:class:`ConditionedRNN`).
-CONDITIONINGS = ("concat", "bilinear", "mlp")
-#: Width of the hidden layer and output of the embedding's MLP (``conditioning='mlp'``).
-THETA_MLP_WIDTH = 32
+CONDITIONINGS = ("concat", "bilinear")
 
 
 class ConditionedRNN(nn.Module):
@@ -28,12 +26,8 @@ class ConditionedRNN(nn.Module):
     ``conditioning='bilinear'`` the cell reads ``u_t = [x_t, theta, x_t (x) theta]``
     (``(x)`` the outer product) and the readout is ``W(theta) = W_0 + sum_i theta_i W_i``:
     input weights and readout are linear functions of ``theta``, so that embeddings
-    weigh the inputs differently, not only shift the gates. With ``conditioning='mlp'``
-    the cell reads ``[x_t, theta, m(theta)]``, ``m`` a one-hidden-layer tanh MLP of
-    ``THETA_MLP_WIDTH`` units whose last layer starts at zero: the gates' offsets are a
-    non-linear function of ``theta`` (a curved, not a flat, family of networks), and
-    training starts from the concat model. At a fixed ``theta`` each folds into a plain
-    layer (:meth:`plain_weights`).
+    weigh the inputs differently, not only shift the gates. At a fixed ``theta`` either
+    folds into a plain layer (:meth:`plain_weights`).
 
     Parameters
     ----------
@@ -43,10 +37,10 @@ class ConditionedRNN(nn.Module):
         Width of the meta-model's state.
     cell : {'gru', 'lstm', 'rnn'}, default='gru'
         The recurrent layer.
-    conditioning : {'concat', 'bilinear', 'mlp'}, default='concat'
-        How ``theta`` enters: appended to the inputs (``'concat'``), input weights and
-        readout linear in ``theta`` (``'bilinear'``), or appended with an MLP of it
-        (``'mlp'``); see ``DynamoEmbedder``'s parameter of that name for what it changes.
+    conditioning : {'concat', 'bilinear'}, default='concat'
+        How ``theta`` enters: appended to the inputs (``'concat'``), or input weights and
+        readout linear in ``theta`` (``'bilinear'``; see ``DynamoEmbedder``'s parameter
+        of that name for what it changes).
 
     Examples
     --------
@@ -73,9 +67,7 @@ class ConditionedRNN(nn.Module):
         self.n_components, self.hidden_size, self.cell = n_components, hidden_size, cell
         self.conditioning = conditioning
         bilinear = conditioning == "bilinear"
-        extra = {"concat": 0, "bilinear": n_inputs * n_components,
-                 "mlp": THETA_MLP_WIDTH}[conditioning]
-        width = n_inputs + n_components + extra
+        width = n_inputs + n_components + (n_inputs * n_components if bilinear else 0)
         self.rnn = CELLS[cell](width, hidden_size, batch_first=True)
         n_state = 2 if cell == "lstm" else 1
         self.init_state = nn.Linear(n_components, n_state * hidden_size)
@@ -85,26 +77,11 @@ class ConditionedRNN(nn.Module):
             # zero at the start: training begins from a theta-independent readout.
             self.readout_theta = nn.Linear(hidden_size * n_components, n_outputs, bias=False)
             nn.init.zeros_(self.readout_theta.weight)
-        if conditioning == "mlp":
-            # Zero last layer: training begins from the concat model.
-            self.theta_mlp = nn.Sequential(nn.Linear(n_components, THETA_MLP_WIDTH), nn.Tanh(),
-                                           nn.Linear(THETA_MLP_WIDTH, THETA_MLP_WIDTH))
-            nn.init.zeros_(self.theta_mlp[2].weight)
-            nn.init.zeros_(self.theta_mlp[2].bias)
-
-    def _theta_features(self, theta: torch.Tensor) -> torch.Tensor:
-        """What the cell reads of ``theta`` besides the inputs: ``theta`` itself, and with
-        ``conditioning='mlp'`` its MLP features."""
-        if self.conditioning != "mlp":
-            return theta
-        ref = self.theta_mlp[0].weight
-        return torch.cat([theta, self.theta_mlp(theta.to(ref.dtype)).to(theta.dtype)], dim=-1)
 
     def cell_inputs(self, x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """Compute what the recurrent layer reads at every step.
 
-        ``[x, theta]``, followed by ``x (x) theta`` with ``conditioning='bilinear'`` and
-        by ``m(theta)`` with ``conditioning='mlp'``.
+        ``[x, theta]``, followed by ``x (x) theta`` with ``conditioning='bilinear'``.
 
         Parameters
         ----------
@@ -119,15 +96,14 @@ class ConditionedRNN(nn.Module):
             The layer's inputs.
         """
         lead = (1,) * (x.dim() - 2)
-        feats = self._theta_features(theta)
-        th = feats.reshape(feats.shape[0], *lead, -1).expand(*x.shape[:-1], -1).to(x.dtype)
-        if self.conditioning != "bilinear":
+        th = theta.reshape(theta.shape[0], *lead, -1).expand(*x.shape[:-1], -1).to(x.dtype)
+        if self.conditioning == "concat":
             return torch.cat([x, th], dim=-1)
         return torch.cat([x, th, (x[..., :, None] * th[..., None, :]).flatten(-2)], dim=-1)
 
     def _readout(self, g: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         y = self.readout(g)
-        if self.conditioning != "bilinear":
+        if self.conditioning == "concat":
             return y
         w = self.readout_theta.weight.view(self.n_outputs, self.hidden_size, self.n_components)
         return y + torch.einsum("bth,ohd,bd->bto", g, w, theta)
@@ -150,10 +126,6 @@ class ConditionedRNN(nn.Module):
         """
         f, d = self.n_inputs, self.n_components
         w = self.rnn.weight_ih_l0
-        if self.conditioning == "mlp":
-            feats = self._theta_features(theta[None])[0]
-            return dict(weight_ih=w[:, :f], bias_ih=self.rnn.bias_ih_l0 + w[:, f:] @ feats,
-                        readout_weight=self.readout.weight, readout_bias=self.readout.bias)
         weight, bias = w[:, :f], self.rnn.bias_ih_l0 + w[:, f:f + d] @ theta
         readout = self.readout.weight
         if self.conditioning == "bilinear":

@@ -19,7 +19,6 @@ import copy
 import time
 import warnings
 
-import numpy as np
 import torch
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score

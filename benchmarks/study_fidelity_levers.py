@@ -19,8 +19,8 @@ sequences of 50 steps); ``random-probes=N`` replaces the task probes by N of
 :func:`skdynamo.datasets.make_random_probes` (50 steps, seeded by ``--seed``); ``ema``
 trains the defaults and also keeps, as passive shadows that do not touch training,
 exponential moving averages of every parameter (decays 0.99, 0.995, 0.998, 0.999 per
-step), scored at the restored best epoch and at the last one. Populations: ``default`` (``make_rnn_population()``),
-``cognitive`` (``make_cognitive_population()``).
+step), scored at the restored best epoch and at the last one. Populations: ``default``
+(``make_rnn_population()``), ``cognitive`` (``make_cognitive_population()``).
 """
 
 import argparse

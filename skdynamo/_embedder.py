@@ -29,6 +29,7 @@ from ._targets import (MIN_RELATIVE_OUTPUT_VARIANCE, floor_output_scales, initia
                        output_variance)
 from .families import FAMILIES, resolve_family
 from .nn import DynamoModule, EmulatedNetwork
+from .nn._meta import META_MODELS
 from .utils.validation import check_models
 
 __all__ = ["DynamoEmbedder"]
@@ -183,6 +184,16 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Weight ``alpha`` of the hidden-state term of the loss.
     embedding_l2 : float, default=1e-3
         Weight ``lambda`` of the penalty on embedding norms.
+    reverse_weight : float, default=0.0
+        Weight of a reverse hidden term (recurrent meta-models): besides the member's
+        states being a linear read-out of the meta-model's (the hidden term), the
+        meta-model's states at the member's embedding must be a linear function of the
+        member's, so that a region of the map whose dynamics hold *more* than a member
+        does (an extra echo, a removed head's computation) no longer emulates it as well
+        as one that holds exactly its dynamics. The map is fitted in closed form per
+        member on each batch; the term is the share of the meta-model's state entries it
+        leaves unexplained. ``0`` (the default) is the original objective. Measured on
+        the fidelity page ("A reverse hidden term").
     output_loss : {'auto', 'mse', 'kl'}, default='auto'
         ``'kl'`` compares softmax outputs (classifiers), ``'mse'`` raw outputs normalised
         by each model's output variance. ``'auto'``: ``'kl'`` for image classifiers
@@ -377,6 +388,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "n_pcs": [Interval(Integral, 1, None, closed="left")],
         "hidden_weight": [Interval(Real, 0, None, closed="left")],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
+        "reverse_weight": [Interval(Real, 0, None, closed="left")],
         "output_loss": [StrOptions({"auto", "mse", "kl"})],
         "meta_model": [StrOptions({"auto", *FAMILIES})],
         "layers": [str, type, list, tuple],
@@ -400,7 +412,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def __init__(self, n_components=2, *, probe_inputs=None, probe_augmentation=0,
                  recorder="auto", hidden_size=64, cell="gru", conditioning="concat",
-                 n_pcs=10, hidden_weight=1.0, embedding_l2=1e-3,
+                 n_pcs=10, hidden_weight=1.0, embedding_l2=1e-3, reverse_weight=0.0,
                  output_loss="auto", meta_model="auto", layers="auto", spatial="pool",
                  max_epochs=200, lr=1e-2, batch_size=256,
                  validation_fraction=0.2, patience=10, tol=1e-2, n_starts=1, transform_max_iter=3,
@@ -416,6 +428,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.n_pcs = n_pcs
         self.hidden_weight = hidden_weight
         self.embedding_l2 = embedding_l2
+        self.reverse_weight = reverse_weight
         self.output_loss = output_loss
         self.meta_model = meta_model
         self.layers = layers
@@ -522,7 +535,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         loss = DynamoLoss(output_loss,
                           hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
                           last_only=family.last_only(out_shape),
-                          output_scale=scales.astype(np.float32))
+                          output_scale=scales.astype(np.float32),
+                          reverse_weight=self.reverse_weight)
         behaviour = loss.output.behaviour(outputs)
         behaviour_scales = floor_output_scales(
             [output_variance(o, train_idx) for o in behaviour])[0]
@@ -532,6 +546,9 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         meta_params = family.meta_params(probes, rec, n_components=self.n_components,
                                          hidden_size=self.hidden_size, cell=self.cell,
                                          conditioning=self.conditioning)
+        if self.reverse_weight and META_MODELS[meta_params["kind"]].per_step_maps:
+            raise ValueError("reverse_weight applies to recurrent meta-models (one map per "
+                             "member, shared over time); leave it at 0 for CNN populations.")
         seed = int(rng.randint(_MAX_SEED))
 
         # Training: steps of (model, probe) pairs whose size, and the epoch's number of
@@ -563,6 +580,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 module__n_targets=hidden.shape[-1], module__init_embeddings=init,
                 module__target_mask=rec.mask,
                 module__output_scale=scales.astype(np.float32),
+                module__return_states=bool(self.reverse_weight),
                 criterion=loss,  # the data term; DynamoNet.get_loss adds the penalty
                 optimizer=torch.optim.Adam, lr=self.lr, max_epochs=self.max_epochs,
                 batch_size=per_step * probes_per_step, train_split=predefined_split(valid_ds),

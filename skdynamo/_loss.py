@@ -39,6 +39,37 @@ def hidden_loss(h_hat, h):
     return err.reshape(err.shape[0], -1, err.shape[-1]).mean(1).sum(-1)
 
 
+def reverse_loss(g, h, models, ridge=1e-3):
+    """How much of the meta-model's states the members' own states leave unexplained.
+
+    ``g`` (R, T, width) are the meta-model's states of R (model, probe) rows, ``h`` (R, T,
+    k) the rows' members' PCA-reduced states and ``models`` (R,) whose they are. For each
+    member, the states of its rows are regressed on ``[h, 1]`` (ridge ``ridge`` per sample,
+    in closed form from the normal equations, so that the map is the best one for these
+    rows, not a learned one); the residual, summed over members and divided by the number
+    of state entries, is returned: 0 when what the meta-model does at each member's
+    embedding is a linear function of what the member does.
+    """
+    g, h = g.float(), h.float()
+    rows, steps, k = h.shape
+    design = torch.cat([h, torch.ones(rows, steps, 1, dtype=h.dtype, device=h.device)], -1)
+    ids, inverse = torch.unique(models, return_inverse=True)
+    m, width = len(ids), g.shape[-1]
+
+    def per_member(values):
+        return torch.zeros(m, *values.shape[1:], dtype=values.dtype,
+                           device=values.device).index_add_(0, inverse, values)
+
+    gram = per_member(torch.einsum("rti,rtj->rij", design, design))
+    cross = per_member(torch.einsum("rti,rtw->riw", design, g))
+    total = per_member((g ** 2).sum((1, 2)))
+    n = per_member(torch.full((rows,), float(steps), device=g.device))
+    eye = torch.eye(k + 1, dtype=gram.dtype, device=gram.device)
+    coef = torch.linalg.solve(gram + ridge * n[:, None, None] * eye, cross)
+    resid = total - 2 * (coef * cross).sum((1, 2)) + (coef * (gram @ coef)).sum((1, 2))
+    return resid.clamp_min(0.0).sum() / (n.sum() * width)
+
+
 class OutputLoss:
     """How emulated outputs are compared with a model's: one subclass per ``output_loss``.
 
@@ -136,13 +167,17 @@ class DynamoLoss(nn.Module):
         emulation's last step is compared.
     output_scale : array-like of shape (n_models,), default=None
         Each model's output variance (normalises the MSE output loss) for :meth:`forward`.
+    reverse_weight : float, default=0.0
+        Weight of :func:`reverse_loss` in :meth:`forward` (the module then returns the
+        meta-model's states as a third output).
     """
 
     def __init__(self, output="mse", *, hidden_weight=1.0, embedding_l2=1e-3, last_only=False,
-                 output_scale=None):
+                 output_scale=None, reverse_weight=0.0):
         super().__init__()
         self.output = OUTPUT_LOSSES[output]() if isinstance(output, str) else output
         self.hidden_weight, self.embedding_l2 = hidden_weight, embedding_l2
+        self.reverse_weight = reverse_weight
         self.last_only = bool(last_only)
         scale = (torch.ones(1) if output_scale is None
                  else torch.as_tensor(output_scale, dtype=torch.float32))
@@ -173,11 +208,16 @@ class DynamoLoss(nn.Module):
         :class:`~skdynamo._net.PairDataset` batch: one row per (model, probe) pair, B = 1);
         without it the rows are all the models, in order.
         """
-        y_hat, h_hat = y_pred
+        y_hat, h_hat, *states = y_pred
         y, h = y_true
         scale = self.output_scale if models is None else self.output_scale[models]
         out = self.output(self.emulated_outputs(y_hat), y, scale).mean()
-        return out + self.hidden_weight * hidden_loss(h_hat, h).mean()
+        loss = out + self.hidden_weight * hidden_loss(h_hat, h).mean()
+        if self.reverse_weight and states:
+            # Rows are (model, probe) pairs, one probe each: (R, 1, T, .) -> (R, T, .).
+            loss = loss + self.reverse_weight * reverse_loss(
+                states[0].flatten(0, 1), h.flatten(0, 1), models)
+        return loss
 
     def extra_repr(self):
         return (f"output={self.output.name!r}, hidden_weight={self.hidden_weight}, "

@@ -106,3 +106,23 @@ def test_the_fitted_embedder_exposes_the_loss_it_trained_with(tiny_fitted):
     assert isinstance(loss, DynamoLoss) and loss.output.name == "mse"
     assert loss.hidden_weight == tiny_fitted.hidden_weight
     assert loss.embedding_l2 == tiny_fitted.embedding_l2 and not loss.last_only
+
+
+def test_reverse_loss_is_the_per_member_least_squares_residual():
+    from skdynamo._loss import reverse_loss
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(6, 7, 3, generator=gen)                 # 6 rows, 7 steps, 3 components
+    models = torch.tensor([0, 0, 1, 1, 1, 2])
+    lin = torch.randn(3, 3, 5, generator=gen)               # one affine map per member
+    g = torch.einsum("rtk,rkw->rtw", h, lin[models]) + 0.3
+    assert reverse_loss(g, h, models, ridge=0.0) < 1e-6      # explained (float32 sums)
+    g_extra = g + torch.randn(6, 7, 5, generator=gen)        # dynamics the members lack
+    want = 0.0
+    for m in range(3):
+        rows = models == m
+        design = torch.cat([h[rows].reshape(-1, 3), torch.ones(int(rows.sum()) * 7, 1)], 1)
+        target = g_extra[rows].reshape(-1, 5)
+        coef = torch.linalg.lstsq(design.double(), target.double()).solution
+        want += float(((design.double() @ coef - target.double()) ** 2).sum())
+    got = float(reverse_loss(g_extra, h, models, ridge=0.0))
+    np.testing.assert_allclose(got, want / (6 * 7 * 5), rtol=1e-4)

@@ -454,12 +454,16 @@ class DynamoModule(nn.Module):
         where a model has that component.
     output_scale : array-like of shape (n_models,), default=None
         Each model's output variance (normalises the MSE output loss).
+    return_states : bool, default=False
+        Also return the meta-model's states of (model, probe) pairs (for the reverse
+        hidden term, ``DynamoEmbedder(reverse_weight=...)``).
     """
 
     def __init__(self, meta_params: dict, n_models: int, n_targets: int,
                  init_embeddings: Any = None, target_mask: Any = None,
-                 output_scale: Any = None) -> None:
+                 output_scale: Any = None, return_states: bool = False) -> None:
         super().__init__()
+        self.return_states = bool(return_states)
         params = dict(meta_params)
         self.meta = build_meta_model(params.pop("kind", "rnn"), **params)
         n_components = self.meta.n_components
@@ -499,8 +503,12 @@ class DynamoModule(nn.Module):
         hidden : torch.Tensor of shape (rows, probes, time, n_targets)
             Its states mapped by each row's ``V_n`` (masked where a model has fewer
             components).
+        states : torch.Tensor of shape (rows, probes, time, state_size)
+            The meta-model's states, only for pairs (``models`` given) and with
+            ``return_states=True``.
         """
-        if models is None:
+        pairs = models is not None
+        if not pairs:
             n_models, batch = self.embeddings.shape[0], x.shape[0]
             models = torch.arange(n_models, device=x.device).repeat_interleave(batch)
             x = x[None].expand(n_models, *x.shape).reshape(-1, *x.shape[1:])
@@ -514,7 +522,10 @@ class DynamoModule(nn.Module):
             h = (torch.einsum("rth,rtkh->rtk", g, weight) + bias) * mask
         else:
             h = (torch.einsum("rth,rkh->rtk", g, weight) + bias[:, None]) * mask[:, None]
-        return y.view(*rows, *y.shape[1:]), h.view(*rows, *h.shape[1:])
+        out = y.view(*rows, *y.shape[1:]), h.view(*rows, *h.shape[1:])
+        if self.return_states and pairs:
+            return (*out, g.view(*rows, *g.shape[1:]))
+        return out
 
 
 class EmulatedNetwork(nn.Module):

@@ -63,7 +63,7 @@ def reverse_loss(g, h, models, ridge=1e-3):
     gram = per_member(torch.einsum("rti,rtj->rij", design, design))
     cross = per_member(torch.einsum("rti,rtw->riw", design, g))
     total = per_member((g ** 2).sum((1, 2)))
-    n = per_member(torch.full((rows,), float(steps), device=g.device))
+    n = torch.bincount(inverse, minlength=m).to(g.dtype) * steps   # samples per member
     eye = torch.eye(k + 1, dtype=gram.dtype, device=gram.device)
     coef = torch.linalg.solve(gram + ridge * n[:, None, None] * eye, cross)
     resid = total - 2 * (coef * cross).sum((1, 2)) + (coef * (gram @ coef)).sum((1, 2))

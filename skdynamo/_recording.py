@@ -21,7 +21,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import nn
 
-__all__ = ["Trajectories", "input_width", "recording", "probe_batches", "record_each"]
+__all__ = ["Trajectories", "RECURRENT_MODULES", "input_width", "recording", "probe_batches",
+           "record_each"]
 
 
 class Trajectories:
@@ -76,10 +77,15 @@ class Trajectories:
                 + (f", name={self.name!r})" if self.name else ")"))
 
 
+#: Recurrent modules recorded and analysed as such: layers that run whole sequences and
+#: cells that run one step per call (a Python loop over time).
+RECURRENT_MODULES = (nn.RNNBase, nn.RNNCellBase)
+
+
 def input_width(model):
     """Input width read off the first layer that declares one, or None."""
     for m in model.modules():
-        if isinstance(m, (nn.RNNBase, nn.RNNCellBase)):
+        if isinstance(m, RECURRENT_MODULES):
             return m.input_size
         if isinstance(m, nn.Linear):
             return m.in_features

@@ -23,10 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["as_system"]
+from .._recording import RECURRENT_MODULES
 
-#: Recurrent modules whose update is written out from their weights.
-_RECURRENT = (nn.RNNBase, nn.RNNCellBase)
+__all__ = ["as_system"]
 
 
 def _module_name(obj):
@@ -258,10 +257,11 @@ def as_system(system):
                             name=_module_name(system))
     if callable(getattr(system, "recurrent_step", None)):
         return _StepSystem(system)
-    if isinstance(system, _RECURRENT):
+    if isinstance(system, RECURRENT_MODULES):
         _check_layer(system, _module_name(system))
         return _LayerSystem(system)
-    layers = [(name, m) for name, m in system.named_modules() if isinstance(m, _RECURRENT)]
+    layers = [(name, m) for name, m in system.named_modules()
+              if isinstance(m, RECURRENT_MODULES)]
     if not layers:
         raise TypeError(f"{_module_name(system)} has no recurrent update skdynamo can find: it "
                         "holds no nn.RNN/nn.GRU/nn.LSTM layer or nn.RNNCell/GRUCell/LSTMCell "

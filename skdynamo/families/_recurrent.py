@@ -16,7 +16,8 @@ from torch import nn
 
 from .._augment import augment_sequences
 from .._guards import check_magnitude
-from .._recording import Trajectories, input_width, probe_batches, record_each, recording
+from .._recording import (RECURRENT_MODULES, Trajectories, input_width, probe_batches,
+                          record_each, recording)
 from .._standalone import StandaloneRNN
 from .._targets import pad_targets, reduce_hidden
 from ..nn import ConditionedRNN
@@ -24,11 +25,6 @@ from ._base import ModelFamily, check_output_shapes
 
 __all__ = ["RecurrentFamily", "record", "record_population", "recurrent_layers",
            "check_trajectories", "check_trajectory", "check_output_shapes"]
-
-
-#: What ``recorder='auto'`` records: layers that run whole sequences and cells that run one
-#: step per call (a Python loop over time, as many hand-written models do).
-RECURRENT_MODULES = (nn.RNNBase, nn.RNNCellBase)
 
 
 def recurrent_layers(model):

@@ -690,23 +690,29 @@ def test_a_population_of_copies_fits_without_numpy_warnings(tiny_models, tiny_pr
     np.testing.assert_array_equal(Z, np.repeat(Z[:1], 4, axis=0))
 
 
-def test_reverse_weight_trains_keeps_twins_together_and_is_off_by_default(tiny_models,
-                                                                          tiny_probes):
+def test_reverse_weight_trains_keeps_twins_together_and_is_on_by_default(tiny_models,
+                                                                         tiny_probes):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         base = tiny_embedder(tiny_probes).fit(tiny_models)
+        auto = tiny_embedder(tiny_probes, reverse_weight=0.3).fit(tiny_models)
         off = tiny_embedder(tiny_probes, reverse_weight=0.0).fit(tiny_models)
         models = list(tiny_models) + [copy.deepcopy(tiny_models[1])]
         on = tiny_embedder(tiny_probes, reverse_weight=1.0).fit(models)
-    np.testing.assert_array_equal(off.embeddings_, base.embeddings_)
+    assert base.loss_.reverse_weight == 0.3 and off.loss_.reverse_weight == 0.0
+    np.testing.assert_array_equal(auto.embeddings_, base.embeddings_)   # 'auto' is 0.3
     assert on.loss_.reverse_weight == 1.0 and np.all(np.isfinite(on.embeddings_))
     np.testing.assert_allclose(on.embeddings_[3], on.embeddings_[1], atol=1e-6)
-    assert not np.allclose(on.embeddings_[:3], base.embeddings_)   # the term trains
+    assert not np.allclose(off.embeddings_, base.embeddings_)   # the term trains
 
 
-def test_reverse_weight_is_refused_for_cnns():
+def test_reverse_weight_is_off_for_cnns_and_refused_when_asked():
     from skdynamo.datasets import ConvNetwork
     cnns = [ConvNetwork(width=4, depth=2) for _ in range(3)]
     images = np.random.RandomState(0).rand(16, 1, 8, 8)
-    with pytest.raises(ValueError, match="reverse_weight applies to recurrent"):
+    with pytest.raises(ValueError, match=r"reverse_weight=1\.0 applies to recurrent"):
         tiny_embedder(images, reverse_weight=1.0).fit(cnns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        emb = tiny_embedder(images).fit(cnns)
+    assert emb.loss_.reverse_weight == 0.0 and np.all(np.isfinite(emb.embeddings_))

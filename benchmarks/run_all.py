@@ -224,10 +224,21 @@ def fidelity_after(data, old, path):
             "JSON's latest run of each population.", ""] + lines
 
 
+#: Earlier defaults runs kept beside ``fidelity.json`` (a variant is shown beside the
+#: defaults run of the same machine: populations are trained anew on each machine).
+FIDELITY_ARCHIVES = ("fidelity_amd_epyc.json",)
+
+
 def fidelity_variants(data, old, path):
     """docs/fidelity.md, changed parameters: each ``bench_fidelity --set`` run beside the
-    defaults' latest run of the same population (``fidelity.json`` next to ``path``)."""
-    base = json.loads((path.parent / "fidelity.json").read_text())["populations"]
+    defaults' latest run of the same population on the same machine (``fidelity.json``
+    next to ``path``, else an archived defaults run, ``FIDELITY_ARCHIVES``). An entry's
+    ``as_now`` (parameters) says what its run is under today's defaults, where they
+    changed since (its label is then those parameters, marked †)."""
+    bases = [("defaults", json.loads((path.parent / "fidelity.json").read_text())["populations"])]
+    for name in FIDELITY_ARCHIVES:
+        archived = json.loads((path.parent / name).read_text())
+        bases.append((archived.get("label", "defaults then"), archived["populations"]))
     header = row(["population", "parameters", "output R² mean (min), per seed",
                   "hidden R² mean", "epochs", "ARI map / behaviour / output space",
                   "averaging ratio", "stability"])
@@ -247,17 +258,25 @@ def fidelity_variants(data, old, path):
                     ", ".join(str(r["epochs"]) + ("*" if r["hit_cap"] else "") for r in runs),
                     ari, avg, "—" if p.get("stability") is None else _num(p["stability"], 3)])
 
+    def machine(p):
+        return (p.get("run") or {}).get("machine")
+
     for key, p in data["populations"].items():
         name = key.split(" [", 1)[0]
-        label = ", ".join(f"`{k}={v!r}`" for k, v in p.get("params", {}).items())
-        if name in base:
-            lines.append(line(NAMES.get(name, name), "defaults", base[name]))
-            runs_shown.append(base[name])
-        lines.append(line("", label, p))
+        params = p.get("as_now") or p.get("params", {})
+        label = ", ".join(f"`{k}={v!r}`" for k, v in params.items()) + (
+            "†" if "as_now" in p else "")
+        same = [(lab, b[name]) for lab, b in bases
+                if name in b and machine(b[name]) == machine(p)]
+        if same:
+            lines.append(line(NAMES.get(name, name), same[0][0], same[0][1]))
+            runs_shown.append(same[0][1])
+        lines.append(line("" if same else NAMES.get(name, name), label, p))
         runs_shown.append(p)
     return [stamp(path, [p.get("run") for p in runs_shown],
                   [r.get("torch_threads") for p in runs_shown for r in p["runs"]])
-            + " Epochs marked * ended at the cap.", ""] + lines
+            + " Epochs marked * ended at the cap. † run as `conditioning='concat'` when "
+            "that and `reverse_weight=0` were the defaults.", ""] + lines
 
 
 def fidelity_precision(data, old, path):

@@ -543,14 +543,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         meta_params = family.meta_params(probes, rec, n_components=self.n_components,
                                          hidden_size=self.hidden_size, cell=self.cell,
                                          conditioning=self.conditioning)
-        per_step_maps = META_MODELS[meta_params["kind"]].per_step_maps
-        reverse_weight = self.reverse_weight
-        if isinstance(reverse_weight, str):  # "auto"
-            reverse_weight = 0.0 if per_step_maps else _AUTO_REVERSE_WEIGHT
-        elif reverse_weight and per_step_maps:
-            raise ValueError(f"reverse_weight={reverse_weight!r} applies to recurrent "
-                             "meta-models (one map per member, shared over time); leave it "
-                             "at 'auto' or 0 for CNN populations.")
+        reverse_weight = self._reverse_weight(META_MODELS[meta_params["kind"]].per_step_maps)
         loss = DynamoLoss(output_loss,
                           hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
                           last_only=family.last_only(out_shape),
@@ -697,6 +690,16 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
               "emulation_scores_", "_n_features_out", "_train_idx", "_valid_idx",
               "_output_shape")
 
+    def _reverse_weight(self, per_step_maps):
+        """``reverse_weight`` resolved for a meta-model (``per_step_maps``: a CNN's)."""
+        if isinstance(self.reverse_weight, str):  # "auto"
+            return 0.0 if per_step_maps else _AUTO_REVERSE_WEIGHT
+        if self.reverse_weight and per_step_maps:
+            raise ValueError(f"reverse_weight={self.reverse_weight!r} applies to recurrent "
+                             "meta-models (one map per member, shared over time); leave it "
+                             "at 'auto' or 0 for CNN populations.")
+        return float(self.reverse_weight)
+
     def _fitted_state(self):
         """What a weights file stores of this fit besides parameters, meta-model, history."""
         check_is_fitted(self)
@@ -713,7 +716,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.family_ = family
         self.loss_ = DynamoLoss(state.pop("_output_loss"), hidden_weight=self.hidden_weight,
                                 embedding_l2=self.embedding_l2,
-                                last_only=state.pop("_last_only"))
+                                last_only=state.pop("_last_only"),
+                                reverse_weight=self._reverse_weight(meta_model.per_step_maps))
         for name in self._STATE:
             setattr(self, name, state[name])
         self._device = device

@@ -116,6 +116,12 @@ def test_refit_after_load(weights_file, nets):
     assert est.fit(nets).embeddings_.shape == (3, 2)
 
 
+def test_loaded_loss_has_the_fits_reverse_weight(weights_file, fitted):
+    est = load_weights(weights_file)
+    assert est.reverse_weight == fitted.reverse_weight
+    assert est.loss_.reverse_weight == fitted.loss_.reverse_weight == 0.3   # 'auto', an RNN
+
+
 @pytest.mark.parametrize("kind", ["averager", "semi"])
 def test_standalone_weights_round_trip(kind, fitted, nets, data, tmp_path):
     from sklearn.frozen import FrozenEstimator

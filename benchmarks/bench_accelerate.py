@@ -57,6 +57,8 @@ def worker(args):
             fit_s=fit_s, record_s=record_s, epochs=emb.n_iter_,
             converged=emb.converged_, n_models=emb.n_models_,
             output_r2=float(np.mean(emb.emulation_scores_.output_r2)))))
+    if accelerator is not None:
+        accelerator.end_training()   # destroys the process group before exit
 
 
 def main():

@@ -79,7 +79,8 @@ def demo(args):
     for i, (zi, c) in enumerate(zip(z, clusters)):
         emb_txt = "(" + ", ".join(f"{v:+.3f}" for v in zi) + ")"
         print(f"{i:>5}  " + "".join(_cell(col[i], w) for _, w, col in spec["columns"])
-              + f"{spec['sep']}{emb_txt:<22}{c:>7}{scores[key][i]:>8.3f}{scores.hidden_r2[i]:>8.3f}")
+              + f"{spec['sep']}{emb_txt:<22}{c:>7}"
+              + f"{scores[key][i]:>8.3f}{scores.hidden_r2[i]:>8.3f}")
     print(f"\n{spec['held_out']}: {words} {np.mean(scores[key]):.3f}, "
           f"hidden R^2 {np.mean(scores.hidden_r2):.3f}")
     print(f"k-means on embeddings vs {spec['group_name']}: ARI = {ari:.3f}")

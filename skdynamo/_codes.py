@@ -4,8 +4,8 @@
 ``transform`` (:func:`fit_codes`) and :class:`~skdynamo.DynamoSemiSupervised`.
 ``transform`` runs the meta-model at the candidates once per call
 (:func:`candidate_states`), scores every candidate for every model in one batched
-closed-form call (:func:`candidate_scores`), refines the best few steps (:func:`embed_chunk`) and runs its
-chunks of models through joblib (:func:`fit_codes`).
+closed-form call (:func:`candidate_scores`), refines the best few steps
+(:func:`embed_chunk`) and runs its chunks of models through joblib (:func:`fit_codes`).
 """
 
 import numpy as np

@@ -7,8 +7,8 @@ from torch import nn
 
 from conftest import assert_state_equal, state_snapshot
 from skdynamo import Trajectories
-from skdynamo.families._convolutional import (LayerTrajectories, align_depths, cnn_layers, record_cnn,
-                                     record_cnn_population)
+from skdynamo.families._convolutional import (LayerTrajectories, align_depths, cnn_layers,
+                                              record_cnn, record_cnn_population)
 from skdynamo.datasets._cnn_zoo import (CNN_VARIANTS, ConvNetwork, digits_variant_labels,
                                         load_digits_images, make_cnn_population)
 

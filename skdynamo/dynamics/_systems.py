@@ -19,7 +19,6 @@ All computations run in float64 on private copies: the caller's module is never 
 import copy
 import hashlib
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -20,7 +20,8 @@ from ._recurrent import RecurrentFamily
 from ._transformer import TransformerFamily
 
 __all__ = ["ModelFamily", "RecurrentFamily", "ConvolutionalFamily", "TransformerFamily",
-           "FAMILIES", "DEFAULT_FAMILY", "resolve_family", "refine_family", "family_for_probes", "family_of"]
+           "FAMILIES", "DEFAULT_FAMILY", "resolve_family", "refine_family", "family_for_probes",
+           "family_of"]
 
 #: Families by name, in the order membership is tried; the default family last.
 FAMILIES = {cls.name: cls for cls in (ConvolutionalFamily, TransformerFamily, RecurrentFamily)}

@@ -142,7 +142,7 @@ class ModelFamily(ABC):
     def _check_probe_shape(self, probes):
         """Raise a ValueError unless ``probes`` have this family's shape."""
 
-    def _check_member_probes(self, index, model, probes):
+    def _check_member_probes(self, index, model, probes):  # noqa: B027 - optional hook
         """Raise a ValueError if member ``index`` (a module) cannot take ``probes``."""
 
     def default_probes(self, models, rng):
@@ -163,7 +163,7 @@ class ModelFamily(ABC):
     def record_member(self, index, model, probes):
         """Record one member (an ``nn.Module``) on the probes: a ``Trajectories``."""
 
-    def check_member(self, index, recording, probes):
+    def check_member(self, index, recording, probes):  # noqa: B027 - optional hook
         """Validate one member's recording against the probes (errors name ``index``)."""
 
     def check_recordings(self, recordings, probes):

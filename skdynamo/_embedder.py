@@ -29,7 +29,6 @@ from ._targets import (MIN_RELATIVE_OUTPUT_VARIANCE, floor_output_scales, initia
                        output_variance)
 from .families import FAMILIES, resolve_family
 from .nn import DynamoModule, EmulatedNetwork
-from .nn._meta import META_MODELS
 from .utils.validation import check_models
 
 __all__ = ["DynamoEmbedder"]
@@ -540,10 +539,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "their output error is weighed as if they varied that much, so that they do "
                 "not take over the fit. Check them (a collapsed or untrained network?) and "
                 "the probe inputs.", UserWarning, stacklevel=2)
-        meta_params = family.meta_params(probes, rec, n_components=self.n_components,
-                                         hidden_size=self.hidden_size, cell=self.cell,
-                                         conditioning=self.conditioning)
-        reverse_weight = self._reverse_weight(META_MODELS[meta_params["kind"]].per_step_maps)
+        reverse_weight = self._reverse_weight(family.meta_class.per_step_maps)
         loss = DynamoLoss(output_loss,
                           hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
                           last_only=family.last_only(out_shape),
@@ -555,6 +551,9 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         init = initial_embeddings(behaviour, list(hidden), behaviour_scales, train_idx,
                                   self.n_components, rng)
         n_models = len(models)
+        meta_params = family.meta_params(probes, rec, n_components=self.n_components,
+                                         hidden_size=self.hidden_size, cell=self.cell,
+                                         conditioning=self.conditioning)
         seed = int(rng.randint(_MAX_SEED))
 
         # Training: steps of (model, probe) pairs whose size, and the epoch's number of

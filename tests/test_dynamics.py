@@ -511,7 +511,8 @@ def test_with_a_fitted_dynamo_embedder():
     net = emb.model_at(emb.embeddings_[0])
     fp = find_fixed_points(net, probes, n_initial=32, random_state=0)
     sim = simulate_settled_states(net, probes, n_initial=32, random_state=0)
-    assert fp.points.shape[1] == 8 and sim.n_attractors == fp.n_stable
+    # The default meta-model is an LSTM: its fixed points live in [h, c], 2 x 8 wide.
+    assert fp.points.shape[1] == 2 * 8 and sim.n_attractors == fp.n_stable
     path = fixed_points_along_path(emb, 0, 2, n_points=4, n_initial=16, random_state=0)
     assert path.embeddings.shape == (4, 2)
     np.testing.assert_allclose(path.embeddings[[0, -1]], emb.embeddings_[[0, 2]])

@@ -4,6 +4,7 @@
     python benchmarks/bench_training.py --only defaults --only cosine-80 --seed 1
     python benchmarks/bench_training.py --table                                   # stored
     python benchmarks/bench_training.py --step-cost                               # ~1 min
+    python benchmarks/bench_training.py --cell-cost                               # ~1 min
 
 Each variant fits ``DynamoEmbedder(probe_inputs=pop.probe_inputs, random_state=seed)`` on
 ``make_rnn_population()`` (27 members, 256 probes x 50 steps) in its own process, at one
@@ -27,6 +28,11 @@ compare within this table only), held-out output and hidden R^2 (mean, min) from
 held-out hidden R^2 with every member's map re-solved by ridge least squares on all its
 training probes after the fit (``emulation_r2(..., maps=None)``), beside the learned
 maps'.
+
+``--cell-cost`` times ``nn.RNN``, ``nn.GRU`` and ``nn.LSTM`` (64 units, 60 steps, 5
+inputs) forward and backward at the pairs of a 27- and a 100-member training step, in
+float32 and under bfloat16 autocast, and says which reached oneDNN's fused RNN kernel:
+why the default meta-model cell is an LSTM on a CPU with bfloat16 instructions.
 
 ``--step-cost`` times, at one thread, ``nn.GRU`` (64 units, 50 steps, 5 inputs) forward
 and backward per (model, probe) pair at 32-512 pairs, and a hand-written GRU loop (input
@@ -316,6 +322,48 @@ def step_cost():
     hand_bptt_cost()
 
 
+def cell_cost(pairs=(135, 218), steps=60, n_in=5, hidden=64, repeats=10):
+    """Forward and backward of each recurrent layer a meta-model can use, per step.
+
+    ``nn.RNN``, ``nn.GRU`` and ``nn.LSTM`` (``hidden`` units, ``n_in`` inputs: 3 probe
+    inputs and a 2-d embedding), ``steps`` time steps, in float32 and under bfloat16
+    autocast (how ``precision='bfloat16'`` trains), at one thread; ``pairs`` are the
+    (model, probe) pairs of a training step of the 27- and 100-member fits. Also says
+    which runs reached oneDNN's fused RNN kernel (``mkldnn_rnn_layer``).
+    """
+    import torch
+    from torch import nn
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    print("| layer | precision | pairs | forward ms | backward ms | total ms | oneDNN |\n"
+          "|---|---|---|---|---|---|---|")
+    for b in pairs:
+        x = torch.randn(b, steps, n_in)
+        for name in ("RNN", "GRU", "LSTM"):
+            layer = getattr(nn, name)(n_in, hidden, batch_first=True)
+            for dtype in (torch.float32, torch.bfloat16):
+                def loss(dtype=dtype, layer=layer, x=x):
+                    with torch.autocast("cpu", dtype=torch.bfloat16,
+                                        enabled=dtype == torch.bfloat16):
+                        y = layer(x)[0]
+                    return y.float().pow(2).mean()
+                for _ in range(2):
+                    loss().backward()
+                with torch.autograd.profiler.profile() as prof:
+                    loss().backward()
+                fused = any("mkldnn_rnn" in e.key for e in prof.key_averages())
+                fwd = bwd = 0.0
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    value = loss()
+                    t1 = time.perf_counter()
+                    value.backward()
+                    fwd, bwd = fwd + t1 - t0, bwd + time.perf_counter() - t1
+                fwd, bwd = 1e3 * fwd / repeats, 1e3 * bwd / repeats
+                print(f"| {name} | {str(dtype)[6:]} | {b} | {fwd:.1f} | {bwd:.1f} | "
+                      f"{fwd + bwd:.1f} | {'yes' if fused else 'no'} |")
+
+
 def _row(r):
     conv = {True: "converged", False: "cap", None: "schedule"}[r["converged"]]
     threads = "" if r["threads"] == 1 else f", {r['threads']} threads"
@@ -342,12 +390,16 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of each fit (default 1; others are stored apart)")
     parser.add_argument("--table", action="store_true", help="print the stored results")
+    parser.add_argument("--cell-cost", action="store_true",
+                        help="time nn.RNN / nn.GRU / nn.LSTM steps in float32 and bfloat16")
     parser.add_argument("--step-cost", action="store_true",
                         help="time nn.GRU per pair and two hand-written GRUs, then stop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step_cost:
         return step_cost()
+    if args.cell_cost:
+        return cell_cost()
     if args.child:
         return child(args.child, args.seed, args.threads)
     if args.table:

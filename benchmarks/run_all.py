@@ -275,8 +275,10 @@ def fidelity_variants(data, old, path):
         runs_shown.append(p)
     return [stamp(path, [p.get("run") for p in runs_shown],
                   [r.get("torch_threads") for p in runs_shown for r in p["runs"]])
-            + " Epochs marked * ended at the cap. † run as `conditioning='concat'` when "
-            "that and `reverse_weight=0` were the defaults.", ""] + lines
+            + " Epochs marked * ended at the cap. † run before a change of the defaults: "
+            "the parameters shown are how that run differs from today's defaults (it "
+            "ran with `cell='gru'`, and before the reverse term with `reverse_weight=0`).",
+            ""] + lines
 
 
 def fidelity_precision(data, old, path):

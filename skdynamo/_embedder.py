@@ -169,14 +169,15 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     hidden_size : int, default=64
         Width of the meta-model's state (channels of each stage of a CNN meta-model).
     cell : {'gru', 'lstm', 'rnn'}, default='lstm'
-        Cell of a recurrent meta-model. The LSTM emulates more closely than a GRU of
-        the same width on every recurrent population of the fidelity benchmark (output
-        R^2 +0.002 to +0.007, the worst member higher) and, on a CPU with bfloat16
-        instructions, takes about 0.7-0.8 of the GRU's time per step (oneDNN runs its
-        training steps; a GRU's run as separate small operations); its fits run longer
-        on small populations because the held-out loss keeps improving for longer. A
-        tanh ``'rnn'`` is about three times cheaper per step but emulates worse (output
-        R^2 0.957 against 0.990 on the default population). See the fidelity page.
+        Cell of a recurrent meta-model. On the fidelity benchmark's recurrent
+        populations the LSTM emulates the mixed ones more closely than a GRU of the
+        same width (output R^2 +0.002 to +0.008, the worst member higher) and the others
+        as well; on a CPU with bfloat16 instructions a step costs about 0.7-0.8 of the
+        GRU's (oneDNN fuses the LSTM's training steps, not the GRU's), but fits of small
+        populations run longer, because the held-out loss keeps improving for longer.
+        ``'gru'`` reproduces the defaults before 2026-12-07. A tanh ``'rnn'`` is about
+        three times cheaper per step but emulates worse (output R^2 0.957 against 0.993
+        on the default population). See the fidelity page, "The meta-model's cell".
     conditioning : {'concat', 'bilinear'}, default='concat'
         How a recurrent meta-model reads the embedding: ``'concat'``, ``theta``
         appended to the inputs (the original DYNAMO form); ``'bilinear'``, input weights

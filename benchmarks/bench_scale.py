@@ -4,7 +4,8 @@
     python benchmarks/bench_scale.py --sizes 27 100 --threads 1        # a subset
 
 Each size runs in its own process (so that peak memory is that size's) and fits
-``DynamoEmbedder(probe_inputs=pop.probe_inputs, random_state=0)``, nothing else, on a
+``DynamoEmbedder(probe_inputs=pop.probe_inputs, random_state=--seed)`` (0 by default),
+nothing else, on a
 population of ``N`` members plus 9 reparameterised twins.
 
 Population of size N
@@ -164,7 +165,7 @@ def _cpu_timer():
     return CPUTimer()
 
 
-def child(n, threads, max_epochs=None):
+def child(n, threads, max_epochs=None, seed=0):
     import torch
     torch.set_num_threads(threads)
     from sklearn.cluster import KMeans
@@ -183,7 +184,7 @@ def child(n, threads, max_epochs=None):
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     extra = {} if max_epochs is None else dict(max_epochs=max_epochs)
     timer = _cpu_timer()
-    emb = DynamoEmbedder(probe_inputs=pop.probe_inputs, random_state=0,
+    emb = DynamoEmbedder(probe_inputs=pop.probe_inputs, random_state=seed,
                          callbacks=[("cpu_timer", timer)], **extra)
     t0, c0 = time.perf_counter(), time.process_time()
     z = emb.fit_transform(fit_models)
@@ -263,6 +264,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-epochs", type=int, default=None,
                         help="smoke runs only (default: the estimator's)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random_state of the embedder (the population is the same)")
     parser.add_argument("--table", action="store_true",
                         help="print the table of the stored results and run nothing")
     parser.add_argument("--results", type=Path, default=RESULTS,
@@ -272,7 +275,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = args.results
     if args.child:
-        return child(args.child, args.threads, args.max_epochs)
+        return child(args.child, args.threads, args.max_epochs, args.seed)
     if args.table:
         runs = json.loads(results.read_text())["runs"]
         print(HEADER)
@@ -286,7 +289,8 @@ def main(argv=None):
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     print(HEADER)
     for n in args.sizes:
-        cmd = [sys.executable, __file__, "--child", str(n), "--threads", str(args.threads)]
+        cmd = [sys.executable, __file__, "--child", str(n), "--threads", str(args.threads),
+               "--seed", str(args.seed)]
         if args.max_epochs is not None:
             cmd += ["--max-epochs", str(args.max_epochs)]
         r = run_child(cmd, env, f"size {n}")

@@ -172,9 +172,11 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Cell of a recurrent meta-model. On the fidelity benchmark's recurrent
         populations the LSTM emulates the mixed ones more closely than a GRU of the
         same width (output R^2 +0.002 to +0.008, the worst member higher) and the others
-        as well; on a CPU with bfloat16 instructions a step costs about 0.7-0.8 of the
-        GRU's (oneDNN fuses the LSTM's training steps, not the GRU's), but fits of small
-        populations run longer, because the held-out loss keeps improving for longer.
+        as well; on a CPU with bfloat16 instructions a training step costs 0.7-0.9 of
+        the GRU's (0.7 at 100 members, 0.9 at 27: oneDNN fuses the LSTM's recurrent
+        layer, not the GRU's), but fits of small populations run longer, because the
+        held-out loss keeps improving for longer (1.1x the GRU's time on the default
+        population).
         ``'gru'`` reproduces the defaults before 2026-12-07. A tanh ``'rnn'`` is about
         three times cheaper per step but emulates worse (output R^2 0.957 against 0.993
         on the default population). See the fidelity page, "The meta-model's cell".

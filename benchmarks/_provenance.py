@@ -73,3 +73,17 @@ def store_run(path, key, result, **extra):
     runs = {**stored.get("runs", {}), key: result}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(runs=runs, **extra), indent=1))
+
+
+def parse_setting(text):
+    """``'name=value'`` (a ``--set`` argument) -> ``(name, value)``, the value read as a
+    Python literal if it is one."""
+    import ast
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise SystemExit(f"--set takes PARAM=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value

@@ -81,7 +81,6 @@ loss vs time : for ``default`` at the first seed, the cumulative epoch time and 
 """
 
 import argparse
-import ast
 import json
 import platform
 import sys
@@ -99,7 +98,7 @@ from skdynamo._embedder import reduce_behaviour
 from skdynamo._guards import check_device, resolve_precision
 from skdynamo import embedding_disagreement
 from skdynamo.baselines import LinearCKAEmbedding, OutputSpaceEmbedding, average_weights
-from _provenance import provenance  # noqa: E402  (benchmarks/, the script's directory)
+from _provenance import parse_setting, provenance  # noqa: E402  (benchmarks/, the script's directory)
 from skdynamo.datasets import (load_digits_images, make_cnn_population,
                                make_cognitive_population, make_hidden_head_population,
                                make_rnn_population, make_task)
@@ -373,17 +372,6 @@ def print_curve(curve, name, every=5):
             print(f"  {c['epoch']:>5} {c['seconds']:>8.1f} {c['valid_loss']:>11.5f}")
 
 
-def _parse_setting(text):
-    """``'name=value'`` -> ``(name, value)``, the value read as a Python literal if it is one."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.isidentifier():
-        raise SystemExit(f"--set takes PARAM=VALUE, got {text!r}")
-    try:
-        return name, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return name, value
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=POPULATIONS, action="append",
@@ -397,7 +385,7 @@ def main(argv=None):
                              "e.g. --set conditioning='concat'); results then go to "
                              "results/fidelity_variants.json, keyed by population and change")
     args = parser.parse_args(argv)
-    params = dict(_parse_setting(s) for s in args.set)
+    params = dict(parse_setting(s) for s in args.set)
     out_file = VARIANTS if params else RESULTS
     suffix = (" [" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + "]") if params else ""
     torch.set_num_threads(args.threads)

@@ -165,7 +165,7 @@ def _cpu_timer():
     return CPUTimer()
 
 
-def child(n, threads, max_epochs=None, seed=0):
+def child(n, threads, max_epochs=None, seed=0, params=None):
     import torch
     torch.set_num_threads(threads)
     from sklearn.cluster import KMeans
@@ -182,7 +182,9 @@ def child(n, threads, max_epochs=None, seed=0):
              for i in range(N_TWINS)]
     fit_models = models + twins
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    extra = {} if max_epochs is None else dict(max_epochs=max_epochs)
+    extra = dict(params or {})
+    if max_epochs is not None:
+        extra["max_epochs"] = max_epochs
     timer = _cpu_timer()
     emb = DynamoEmbedder(probe_inputs=pop.probe_inputs, random_state=seed,
                          callbacks=[("cpu_timer", timer)], **extra)
@@ -237,7 +239,7 @@ def child(n, threads, max_epochs=None, seed=0):
         twin_ratio=twin_ratio, cka_s_all_pairs=cka_s * scale, cka_models_timed=m_cka,
         dsa_s_per_pair=dsa_pair_s, dsa_s_all_pairs=(None if dsa_pair_s is None
                                                     else dsa_pair_s * n * (n - 1) / 2),
-        dsa_note=dsa_error, variant_noise=sorted(set(noises)))
+        dsa_note=dsa_error, variant_noise=sorted(set(noises)), params=params or {})
     print(json.dumps(result))
 
 
@@ -266,6 +268,9 @@ def main(argv=None):
                         help="smoke runs only (default: the estimator's)")
     parser.add_argument("--seed", type=int, default=0,
                         help="random_state of the embedder (the population is the same)")
+    parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                        help="fit with this DynamoEmbedder parameter changed (repeatable); "
+                             "needs --results, so that the defaults' figures are kept")
     parser.add_argument("--table", action="store_true",
                         help="print the table of the stored results and run nothing")
     parser.add_argument("--results", type=Path, default=RESULTS,
@@ -274,17 +279,20 @@ def main(argv=None):
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     results = args.results
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _provenance import parse_setting, run_child, store_run
+    params = dict(parse_setting(s) for s in args.set)
     if args.child:
-        return child(args.child, args.threads, args.max_epochs, args.seed)
+        return child(args.child, args.threads, args.max_epochs, args.seed, params)
+    if params and args.results == RESULTS:
+        parser.error("--set needs --results FILE (the defaults' results are kept apart)")
     if args.table:
         runs = json.loads(results.read_text())["runs"]
         print(HEADER)
         for _, r in sorted((int(k), v) for k, v in runs.items()):
             print(_row(r))
         return None
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
-    from _provenance import run_child, store_run
     torch.set_num_threads(args.threads)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     print(HEADER)
@@ -293,6 +301,7 @@ def main(argv=None):
                "--seed", str(args.seed)]
         if args.max_epochs is not None:
             cmd += ["--max-epochs", str(args.max_epochs)]
+        cmd += [a for s in args.set for a in ("--set", s)]
         r = run_child(cmd, env, f"size {n}")
         print(_row(r), flush=True)
         # Re-read before writing: sizes run by other invocations are kept.

@@ -6,7 +6,8 @@
         --variant probe_inputs=null --variant random-probes=512
 
 Each variant fits ``DynamoEmbedder(probe_inputs=pop.probe_inputs, random_state=--seed)``
-with one change (``--variant``, repeatable; ``defaults`` when none is given) and prints,
+with one change (``--variant``, repeatable; ``lr=0.02,tol=0.005`` sets two at once;
+``defaults`` when none is given) and prints,
 one JSON line per fit: fit time, epochs, whether it converged, held-out output and hidden
 R^2 (mean, min) and the same on the *training* probes (a small gap says the fit is
 limited by what the meta-model fits, not by how it generalises), held-out output R^2 by
@@ -108,12 +109,13 @@ def run(pop, name, variant, seed):
         params["probe_inputs"] = make_random_probes(
             int(variant.split("=")[1]), 50, pop.probe_inputs.shape[-1], random_state=seed)
     elif variant != "defaults":
-        key, value = variant.split("=")
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass  # a string option
-        params[key] = value
+        for setting in variant.split(","):  # lr=0.02,tol=0.005: several at once
+            key, value = setting.split("=")
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass  # a string option
+            params[key] = value
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -134,7 +136,11 @@ def run(pop, name, variant, seed):
                   out_by_cell={c: round(float(r2[np.asarray(pop.cell) == c].mean()), 4)
                                for c in np.unique(pop.cell)},
                   ari_map=round(adjusted_rand_score(labels[learned], kmeans), 3),
-                  ari_cluster=round(adjusted_rand_score(labels[learned], clusters[learned]), 3))
+                  ari_cluster=round(adjusted_rand_score(labels[learned], clusters[learned]), 3),
+                  # held-out loss against training time, every 10th epoch
+                  curve=[(round(float(t), 1), round(float(v), 5)) for t, v in zip(
+                      np.cumsum(emb.history_[:, "dur"])[::10],
+                      emb.history_[:, "valid_loss"][::10])])
     if variant == "ema":
         best = int(np.argmin(emb.history_[:, "valid_loss"]))
         shadows = EMAShadows.shadows

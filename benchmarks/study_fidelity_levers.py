@@ -11,7 +11,8 @@ with one change (``--variant``, repeatable; ``lr=0.02,tol=0.005`` sets two at on
 one JSON line per fit: fit time, epochs, whether it converged, held-out output and hidden
 R^2 (mean, min) and the same on the *training* probes (a small gap says the fit is
 limited by what the meta-model fits, not by how it generalises), held-out output R^2 by
-task and by cell, and the ARI by task of k-means on the map and of ``DynamoCluster``.
+task and by cell, the ARI by task of k-means on the map and of ``DynamoCluster``,
+and the held-out loss against training time (every 10th epoch: seconds, loss).
 
 Variants: ``PARAM=VALUE`` sets one estimator parameter, the value read as JSON when it
 parses (``n_components=4``, ``hidden_weight=0.5``, ``conditioning=bilinear``;

@@ -114,6 +114,29 @@ def test_transform_chunks_run_through_joblib_with_the_same_result(fitted_embedde
     assert all(np.any(np.all(np.isclose(z, emb.embeddings_), axis=1)) for z in kept)
 
 
+def test_transform_runs_blas_at_one_thread_and_restores_it(fitted_embedder, population,
+                                                         monkeypatch):
+    # OpenBLAS's threads beside torch's pool made transform 3x slower on 2 cores: the
+    # search runs numpy/scipy at one BLAS thread, and the caller's setting comes back.
+    from threadpoolctl import threadpool_info, threadpool_limits
+    import skdynamo._embedder as embedder_module
+
+    seen, fit_codes = [], embedder_module.fit_codes
+
+    def spy(*args, **kwargs):
+        seen.append({i["internal_api"]: i["num_threads"] for i in threadpool_info()
+                     if i["user_api"] == "blas"})
+        return fit_codes(*args, **kwargs)
+
+    monkeypatch.setattr(embedder_module, "fit_codes", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        fitted_embedder.transform(population.models[:3])
+        after = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert seen and all(set(s.values()) <= {1} for s in seen)
+    assert after == before
+
+
 def test_score_prefers_the_population_to_random_networks(fitted_embedder, population,
                                                          random_networks):
     trained = fitted_embedder.score(population.models[::2])

@@ -535,7 +535,9 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         augmented = (family.augment_probes(probes[train_idx], n_aug, rng) if n_aug
                      else probes[:0])
         fit_idx = np.concatenate([train_idx, n_probes + np.arange(n_aug)])
-        rec = family.record_targets(models, np.concatenate([probes, augmented]), train_idx)
+        with threadpool_limits(limits=1, user_api="blas"):  # as in _embed: one BLAS thread
+            rec = family.record_targets(models, np.concatenate([probes, augmented]),
+                                        train_idx)
         family.n_steps = rec.n_steps  # later recordings are aligned as these were
         if acc is not None:
             _check_same_recordings(acc, rec)
@@ -754,7 +756,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         states = candidate_states(self.meta_model_, search_probes, candidates)
         block = 64 * effective_n_jobs(self.n_jobs)
         # numpy/scipy (the PCA targets) at one BLAS thread: OpenBLAS's threads beside
-        # torch's own pool made transform 3x slower on a 2-core CPU (docs/transform.md).
+        # torch's own pool made transform 2x slower on a 2-core CPU (docs/transform.md).
         with threadpool_limits(limits=1, user_api="blas"):
             thetas, parts = [], []
             for start in range(0, len(models), block):

@@ -137,6 +137,24 @@ def test_transform_runs_blas_at_one_thread_and_restores_it(fitted_embedder, popu
     assert after == before
 
 
+def test_fit_records_targets_at_one_blas_thread(tiny_models, tiny_probes, monkeypatch):
+    # The recording's PCA targets run in numpy: at one BLAS thread, as in transform.
+    from threadpoolctl import threadpool_info
+    from skdynamo.families import RecurrentFamily
+
+    seen, record_targets = [], RecurrentFamily.record_targets
+
+    def spy(self, *args, **kwargs):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return record_targets(self, *args, **kwargs)
+
+    monkeypatch.setattr(RecurrentFamily, "record_targets", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        tiny_embedder(tiny_probes, max_epochs=1).fit(tiny_models)
+    assert seen and all(s <= {1} for s in seen)
+
+
 def test_score_prefers_the_population_to_random_networks(fitted_embedder, population,
                                                          random_networks):
     trained = fitted_embedder.score(population.models[::2])

@@ -139,7 +139,7 @@ def test_transform_runs_blas_at_one_thread_and_restores_it(fitted_embedder, popu
 
 def test_fit_records_targets_at_one_blas_thread(tiny_models, tiny_probes, monkeypatch):
     # The recording's PCA targets run in numpy: at one BLAS thread, as in transform.
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
     from skdynamo.families import RecurrentFamily
 
     seen, record_targets = [], RecurrentFamily.record_targets
@@ -149,7 +149,7 @@ def test_fit_records_targets_at_one_blas_thread(tiny_models, tiny_probes, monkey
         return record_targets(self, *args, **kwargs)
 
     monkeypatch.setattr(RecurrentFamily, "record_targets", spy)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(limits=2, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         tiny_embedder(tiny_probes, max_epochs=1).fit(tiny_models)
     assert seen and all(s <= {1} for s in seen)

@@ -15,7 +15,6 @@ from sklearn.utils.validation import check_is_fitted
 from sklearn.exceptions import ConvergenceWarning
 from skorch.callbacks import GradientNormClipping, LRScheduler
 from skorch.helper import predefined_split
-from threadpoolctl import threadpool_limits
 
 from ._augment import n_augmented
 from ._codes import candidate_states, emulation_r2, fit_codes, search_candidates
@@ -535,9 +534,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         augmented = (family.augment_probes(probes[train_idx], n_aug, rng) if n_aug
                      else probes[:0])
         fit_idx = np.concatenate([train_idx, n_probes + np.arange(n_aug)])
-        with threadpool_limits(limits=1, user_api="blas"):  # as in _embed: one BLAS thread
-            rec = family.record_targets(models, np.concatenate([probes, augmented]),
-                                        train_idx)
+        rec = family.record_targets(models, np.concatenate([probes, augmented]), train_idx)
         family.n_steps = rec.n_steps  # later recordings are aligned as these were
         if acc is not None:
             _check_same_recordings(acc, rec)
@@ -755,25 +752,22 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         # The meta-model's runs at the candidates do not depend on the models: once.
         states = candidate_states(self.meta_model_, search_probes, candidates)
         block = 64 * effective_n_jobs(self.n_jobs)
-        # numpy/scipy (the PCA targets) at one BLAS thread: OpenBLAS's threads beside
-        # torch's own pool made transform 2x slower on a 2-core CPU (docs/transform.md).
-        with threadpool_limits(limits=1, user_api="blas"):
-            thetas, parts = [], []
-            for start in range(0, len(models), block):
-                rec = family.record_targets(models[start:start + block], probes, tr,
-                                            output_shape=self._output_shape)
-                outputs, hidden, scales = rec.outputs, rec.hidden, rec.scales
-                theta, _ = fit_codes(
-                    self.meta_model_, search_probes, t(outputs[:, sub]), t(hidden[:, sub]),
-                    t(scales), candidates, loss=loss, n_starts=self.n_starts,
-                    max_iter=self.transform_max_iter, n_refine=family.n_refine_probes,
-                    n_jobs=self.n_jobs, states=states)
-                thetas.append(theta.astype(np.float64))
-                if scores:
-                    train = (t(probes[tr]), t(outputs[:, tr]), t(hidden[:, tr]))
-                    valid = (t(probes[va]), t(outputs[:, va]), t(hidden[:, va]))
-                    parts.append(emulation_r2(self.meta_model_, t(theta), train, valid,
-                                              loss=loss))
+        thetas, parts = [], []
+        for start in range(0, len(models), block):
+            rec = family.record_targets(models[start:start + block], probes, tr,
+                                        output_shape=self._output_shape)
+            outputs, hidden, scales = rec.outputs, rec.hidden, rec.scales
+            theta, _ = fit_codes(
+                self.meta_model_, search_probes, t(outputs[:, sub]), t(hidden[:, sub]),
+                t(scales), candidates, loss=loss, n_starts=self.n_starts,
+                max_iter=self.transform_max_iter, n_refine=family.n_refine_probes,
+                n_jobs=self.n_jobs, states=states)
+            thetas.append(theta.astype(np.float64))
+            if scores:
+                train = (t(probes[tr]), t(outputs[:, tr]), t(hidden[:, tr]))
+                valid = (t(probes[va]), t(outputs[:, va]), t(hidden[:, va]))
+                parts.append(emulation_r2(self.meta_model_, t(theta), train, valid,
+                                          loss=loss))
         theta = np.concatenate(thetas)
         if not scores:
             return theta, None

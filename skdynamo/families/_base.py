@@ -26,6 +26,7 @@ from functools import partial
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from .._recording import record_each
@@ -218,10 +219,14 @@ class ModelFamily(ABC):
         ``output_shape``, when given, is the shape the outputs must have (a fitted
         embedder's).
         """
-        reduced = record_each(models, self.record_member, probes, self.n_jobs,
-                              then=partial(self._check_and_reduce, probes=probes,
-                                           train_idx=train_idx))
-        rec = self.combine_targets(reduced)
+        # numpy/scipy (the PCA targets) at one BLAS thread: OpenBLAS's threads beside
+        # torch's own pool made fit and transform slower at two threads on a 2-core CPU
+        # (docs/transform.md, "Two threads and BLAS"); the caller's setting comes back.
+        with threadpool_limits(limits=1, user_api="blas"):
+            reduced = record_each(models, self.record_member, probes, self.n_jobs,
+                                  then=partial(self._check_and_reduce, probes=probes,
+                                               train_idx=train_idx))
+            rec = self.combine_targets(reduced)
         if output_shape is not None and rec.output_shape != tuple(output_shape):
             raise ValueError(f"Models have outputs of shape {rec.output_shape} per probe, but "
                              f"the embedder was fitted on outputs of shape "

@@ -137,6 +137,11 @@ def _behaviour_features(outputs, reduced, sample, out_scale):
     return y, gram
 
 
+# Sample of the starting embeddings' features: probes of the output block, (probe, step)
+# points of the state Gram block (benchmarks/study_anchor.py measures larger ones).
+_INIT_PROBES, _INIT_POINTS = 32, 96
+
+
 def initial_embeddings(outputs, reduced, out_scales, train_idx, n_components, rng):
     """Starting embeddings: PCA of reparameterisation-invariant behaviour features.
 
@@ -144,9 +149,9 @@ def initial_embeddings(outputs, reduced, out_scales, train_idx, n_components, rn
     apart. Scaled to unit root-mean-square norm.
     """
     n = len(outputs)
-    probes = rng.choice(train_idx, size=min(32, len(train_idx)), replace=False)
+    probes = rng.choice(train_idx, size=min(_INIT_PROBES, len(train_idx)), replace=False)
     steps = reduced[0].shape[1]
-    pts = (rng.choice(train_idx, size=96), rng.randint(steps, size=96))
+    pts = (rng.choice(train_idx, size=_INIT_POINTS), rng.randint(steps, size=_INIT_POINTS))
     feats_y, feats_h = zip(*(_behaviour_features(o, r, (probes, pts), s)
                              for o, r, s in zip(outputs, reduced, out_scales)))
     blocks = []

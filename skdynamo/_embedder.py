@@ -235,13 +235,14 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         every ``nn.TransformerEncoderLayer``.
     spatial : 'pool', int or (int, int), default='pool'
         CNNs only: each layer's feature maps averaged over space, or over a small grid.
-    max_epochs : int, default=200
+    max_epochs : int, default=300
         Cap on training epochs; training normally ends sooner, by convergence (see
-        ``patience`` and ``tol``). An epoch is one pass over every (model, training
-        probe) pair, or 32 steps when that is less, so that neither a step nor an epoch
-        costs more with more models (see ``batch_size``). A fit that reaches the cap
-        while the held-out loss is still improving issues a
-        :class:`~sklearn.exceptions.ConvergenceWarning`.
+        ``patience`` and ``tol``): on most benchmark populations after 75-212 epochs, the
+        cap leaving room for slow fits (docs/fidelity.md, "The epoch cap"). An epoch is
+        one pass over every (model, training probe) pair, or 32 steps when that is less,
+        so that neither a step nor an epoch costs more with more models (see
+        ``batch_size``). A fit that reaches the cap while the held-out loss is still
+        improving issues a :class:`~sklearn.exceptions.ConvergenceWarning`.
     lr : float, default=1e-2
         Adam learning rate, reached after a linear warm-up over the first 200 steps (a
         tenth of the steps ``max_epochs`` allows if fewer) and halved on plateaus.
@@ -431,7 +432,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                  recorder="auto", hidden_size=64, cell="lstm", conditioning="concat",
                  n_pcs=10, hidden_weight=1.0, embedding_l2=1e-3, reverse_weight="auto",
                  output_loss="auto", meta_model="auto", layers="auto", spatial="pool",
-                 max_epochs=200, lr=1e-2, batch_size=256,
+                 max_epochs=300, lr=1e-2, batch_size=256,
                  validation_fraction=0.2, patience=10, tol=1e-2, n_starts=1, transform_max_iter=3,
                  callbacks=None, precision="auto", device="cpu", accelerator=None, n_jobs=None,
                  random_state=None, verbose=0):

@@ -11,8 +11,9 @@ application sees, and fits run to the epoch cap. Here an improvement must also e
 ``--floor`` in absolute terms (the loss is normalised per member, roughly 1 - R^2 summed
 over its terms); everything else is the defaults. ``dynamics`` runs
 ``bench_dynamics.py --part meta`` (the flip-flop population whose fits reach the cap) at
-``--seeds``; ``default`` and ``averaging`` run ``bench_fidelity.py``'s measurement at
-``--seeds`` and print its table (fidelity, epochs, cap, averaging ratio, stability).
+``--seeds``; the populations of ``bench_fidelity.py`` (``default``, ``averaging``,
+``heads``, ...) run its measurement at ``--seeds`` and print its table (fidelity,
+epochs, cap, ARI, averaging ratio, stability).
 """
 
 import argparse
@@ -28,7 +29,7 @@ import skdynamo._embedder as embedder_module  # noqa: E402
 from skdynamo._net import Converged  # noqa: E402
 
 import bench_dynamics  # noqa: E402
-from bench_fidelity import load_population, run_group, table  # noqa: E402
+from bench_fidelity import POPULATIONS, load_population, run_group, table  # noqa: E402
 
 
 class FlooredConverged(Converged):
@@ -43,7 +44,7 @@ class FlooredConverged(Converged):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--floor", type=float, required=True)
-    parser.add_argument("--only", choices=("dynamics", "default", "averaging"),
+    parser.add_argument("--only", choices=("dynamics",) + POPULATIONS,
                         action="append", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args(argv)

@@ -41,6 +41,9 @@ _WARMUP_STEPS = 200
 #: Factor the learning rate is multiplied by on a plateau, or when a patience window
 #: ran at one rate (``Converged``).
 _LR_FACTOR = 0.5
+#: Absolute fall of the held-out loss (normalised per member, about 1 - R^2 per term) an
+#: epoch needs, besides the relative ``tol``, to count as an improvement for convergence.
+_MIN_IMPROVEMENT = 1e-4
 #: (model, probe) pairs per batch of the validation pass and of the final scores.
 _VALID_BATCH = 1024
 #: Models scored together on the held-out probes at the end of a fit.
@@ -268,7 +271,9 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         rate and starts again instead of stopping.
     tol : float, default=1e-2
         Relative improvement of the held-out loss that counts as an improvement for
-        convergence.
+        convergence; the loss must also fall by at least 1e-4 in absolute terms (it is
+        normalised per member, about 1 - R^2 per term), so that fits already emulating
+        their members to R^2 ~0.9997 stop rather than run to ``max_epochs``.
     n_starts : int, default=1
         Best-scoring candidates refined per model in :meth:`transform` (when
         ``transform_max_iter > 0``).
@@ -484,7 +489,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                                        patience=max(1, self.patience // 2), factor=_LR_FACTOR)),
             ("early_stopping", Converged(monitor="valid_loss", patience=self.patience,
                                          threshold=self.tol, load_best=True,
-                                         factor=_LR_FACTOR)),
+                                         factor=_LR_FACTOR, floor=_MIN_IMPROVEMENT)),
         ]
         if self.verbose:
             cbs.append(("epoch_progress", EpochProgressBar()))

@@ -278,21 +278,25 @@ class Converged(EarlyStopping):
     """Stop when the held-out loss has converged; restore the best epoch.
 
     Convergence is a relative tolerance, as in scikit-learn's iterative estimators: the
-    held-out loss has not improved by a fraction ``threshold`` of its value for
-    ``patience`` epochs, *and* a reduction of the learning rate inside those epochs did
-    not help. When the window runs out at a rate that was not reduced in it (a loss
-    still falling, but by less than ``threshold``, never triggers the plateau
-    scheduler), the rate is multiplied by ``factor`` and the window starts again: a
-    slow stretch at a high rate is a reason to anneal, not proof of a minimum. The
-    weights restored at the end are those of the lowest held-out loss seen,
-    improvements smaller than ``threshold`` included. ``converged_`` is True after such
+    held-out loss has not fallen by more than a fraction ``threshold`` of its value and
+    more than ``floor`` in absolute terms for ``patience`` epochs, *and* a reduction of the
+    learning rate inside those epochs did not help. When the window runs out at a rate
+    that was not reduced in it (a loss still falling, but by less than ``threshold``,
+    never triggers the plateau scheduler), the rate is multiplied by ``factor`` and the
+    window starts again: a slow stretch at a high rate is a reason to anneal, not proof
+    of a minimum. The weights restored at the end are those of the lowest held-out loss
+    seen, improvements smaller than ``threshold`` included. ``converged_`` is True after such
     a stop and False when the epoch cap ended the loop first; ``best_epoch_`` is the
     epoch restored; ``n_annealed_`` counts the reductions made instead of a stop.
     """
 
-    def __init__(self, *args, factor=0.5, **kwargs):
+    def __init__(self, *args, factor=0.5, floor=0.0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.factor = factor
+        self.factor, self.floor = factor, floor
+
+    def _calc_new_threshold(self, score):
+        # An improvement must beat the relative threshold and, below it, ``floor``.
+        return min(super()._calc_new_threshold(score), score - self.floor)
 
     def on_train_begin(self, net, **kwargs):
         super().on_train_begin(net, **kwargs)

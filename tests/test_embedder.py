@@ -544,16 +544,17 @@ def test_fit_at_the_epoch_cap_warns(tiny_models, tiny_probes):
     assert f"held-out output R^2 median {median:.4f}" in str(caught[0].message)
 
 
-def _scripted_stop(losses, reduce_at=(), patience=3):
-    """Run :class:`Converged` over a scripted held-out loss (1 % tolerance); the rate is
-    halved by hand after the epochs in ``reduce_at``, as the plateau scheduler would."""
+def _scripted_stop(losses, reduce_at=(), patience=3, floor=0.0):
+    """Run :class:`Converged` over a scripted held-out loss (1 % tolerance, ``floor``
+    absolute); the rate is halved by hand after the epochs in ``reduce_at``, as the
+    plateau scheduler would."""
     from types import SimpleNamespace
     from skorch.history import History
     from skdynamo._net import Converged, _Stop
     module = nn.Linear(1, 1)
     net = SimpleNamespace(history=History(), module_=module,
                           optimizer_=torch.optim.SGD(module.parameters(), lr=1.0))
-    cb = Converged(monitor="valid_loss", patience=patience, threshold=0.01)
+    cb = Converged(monitor="valid_loss", patience=patience, threshold=0.01, floor=floor)
     cb.on_train_begin(net)
     for epoch, loss in enumerate(losses, 1):
         net.history.new_epoch()
@@ -588,6 +589,23 @@ def test_convergence_needs_a_rate_reduction_that_did_not_help():
     # A loss that keeps improving by more than the tolerance never stops.
     stop, cb = _scripted_stop([0.9 ** k for k in range(30)], patience=3)
     assert stop is None and not cb.converged_ and cb.n_annealed_ == 0
+
+
+def test_convergence_floor_ends_fits_already_close():
+    # 10 % an epoch is far above the 1 % tolerance, but at a loss of 1e-4 the falls soon
+    # add up to less than an absolute floor of 1e-5 over a window: the fit converges
+    # (after annealing once), where the relative tolerance alone never stops it.
+    tiny = [1e-4 * 0.9 ** k for k in range(30)]
+    stop, cb = _scripted_stop(tiny, patience=3, floor=1e-5)
+    assert cb.converged_ and stop == 19 and cb.n_annealed_ == 1
+    # Without the floor the same losses never stop; nor with it, at a loss where 10 %
+    # exceeds the floor.
+    assert _scripted_stop(tiny, patience=3)[0] is None
+    assert _scripted_stop([0.9 ** k for k in range(30)], patience=3, floor=1e-5)[0] is None
+    # The defaults use the floor.
+    from skdynamo._embedder import _MIN_IMPROVEMENT
+    cbs = dict(DynamoEmbedder()._callbacks(10))
+    assert cbs["early_stopping"].floor == _MIN_IMPROVEMENT > 0
 
 
 def test_warmup_ramps_the_learning_rate(tiny_models, tiny_probes):

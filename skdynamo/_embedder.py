@@ -240,7 +240,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         CNNs only: each layer's feature maps averaged over space, or over a small grid.
     max_epochs : int, default=300
         Cap on training epochs; training normally ends sooner, by convergence (see
-        ``patience`` and ``tol``): on most benchmark populations after 75-212 epochs, the
+        ``patience`` and ``tol``): on the benchmark populations after 75-212 epochs, the
         cap leaving room for slow fits (docs/fidelity.md, "The epoch cap"). An epoch is
         one pass over every (model, training probe) pair, or 32 steps when that is less,
         so that neither a step nor an epoch costs more with more models (see

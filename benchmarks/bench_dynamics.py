@@ -250,7 +250,7 @@ def _figures(pop, emb, path, grid, x_check, a, b, out):
     print(f"figures written to {out}/dynamics_*.png")
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["base", "slow", "meta", "heldout", "all"],
                         default="all")
@@ -265,7 +265,7 @@ def main():
     parser.add_argument("--sim-steps", type=int, default=3000,
                         help="autonomous steps of the meta-model's simulation check (--part meta)")
     parser.add_argument("--json", default=None, help="write the figures measured here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     results, fitted = {}, {}
     params = dict(max_epochs=args.max_epochs, n_components=args.n_components,
                   hidden_size=args.hidden_size, random_state=args.seed)

@@ -55,8 +55,7 @@ def main(argv=None):
     for name in args.only:
         if name == "dynamics":
             for seed in args.seeds:
-                sys.argv = ["bench_dynamics.py", "--part", "meta", "--seed", str(seed)]
-                bench_dynamics.main()
+                bench_dynamics.main(["--part", "meta", "--seed", str(seed)])
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

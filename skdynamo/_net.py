@@ -277,17 +277,17 @@ class _Stop(KeyboardInterrupt):
 class Converged(EarlyStopping):
     """Stop when the held-out loss has converged; restore the best epoch.
 
-    Convergence is a relative tolerance, as in scikit-learn's iterative estimators: the
-    held-out loss has not fallen by more than a fraction ``threshold`` of its value and
-    more than ``floor`` in absolute terms for ``patience`` epochs, *and* a reduction of the
-    learning rate inside those epochs did not help. When the window runs out at a rate
-    that was not reduced in it (a loss still falling, but by less than ``threshold``,
+    Convergence is a relative tolerance, as in scikit-learn's iterative estimators, with
+    an absolute floor: the held-out loss has not fallen by more than a fraction
+    ``threshold`` of its value and by more than ``floor`` for ``patience`` epochs, *and*
+    a reduction of the learning rate inside those epochs did not help. When the window
+    runs out at a rate that was not reduced in it (a loss still falling, but slowly,
     never triggers the plateau scheduler), the rate is multiplied by ``factor`` and the
     window starts again: a slow stretch at a high rate is a reason to anneal, not proof
     of a minimum. The weights restored at the end are those of the lowest held-out loss
-    seen, improvements smaller than ``threshold`` included. ``converged_`` is True after such
-    a stop and False when the epoch cap ended the loop first; ``best_epoch_`` is the
-    epoch restored; ``n_annealed_`` counts the reductions made instead of a stop.
+    seen, improvements too small to count included. ``converged_`` is True after such a
+    stop and False when the epoch cap ended the loop first; ``best_epoch_`` is the epoch
+    restored; ``n_annealed_`` counts the reductions made instead of a stop.
     """
 
     def __init__(self, *args, factor=0.5, floor=0.0, **kwargs):
@@ -295,7 +295,7 @@ class Converged(EarlyStopping):
         self.factor, self.floor = factor, floor
 
     def _calc_new_threshold(self, score):
-        # An improvement must beat the relative threshold and, below it, ``floor``.
+        # An improvement must exceed both the relative threshold and ``floor``.
         return min(super()._calc_new_threshold(score), score - self.floor)
 
     def on_train_begin(self, net, **kwargs):

@@ -8,7 +8,7 @@ from ._net import DivergenceError
 from ._persistence import load_estimator, load_weights, save_estimator, save_weights
 from ._recording import Trajectories
 from ._semi_supervised import DynamoSemiSupervised
-from ._stability import embedding_disagreement
+from ._stability import embedding_disagreement, model_disagreement
 from ._standalone import StandaloneCNN, StandaloneRNN
 
 __version__ = "0.1.0"
@@ -29,6 +29,7 @@ __all__ = [
     "embedding_disagreement",
     "load_estimator",
     "load_weights",
+    "model_disagreement",
     "record_cnn",
     "save_estimator",
     "save_weights",

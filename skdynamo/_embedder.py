@@ -24,7 +24,7 @@ from ._net import (AcceleratedDynamoNet, Converged, DynamoNet, EpochProgressBar,
                    PairDataset, PairSampler, StepShards, check_accelerator, keep_batch,
                    held_out_pairs, training_plan)
 from ._recording import Trajectories
-from ._stability import embedding_disagreement
+from ._stability import embedding_disagreement, model_disagreement
 from ._targets import (MIN_RELATIVE_OUTPUT_VARIANCE, floor_output_scales, initial_embeddings,
                        output_variance)
 from .families import FAMILIES, resolve_family
@@ -863,7 +863,10 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         -------
         result : Bunch
             ``disagreement`` (float), ``embeddings`` (list of the refits'
-            ``(n_models, n_components)`` arrays), ``behaviour_disagreement`` (the same
+            ``(n_models, n_components)`` arrays), ``model_disagreement`` (ndarray of
+            shape (n_models,): each model's part of the map's disagreement,
+            :func:`skdynamo.model_disagreement`; large values mark the points whose
+            position is not reproducible), ``behaviour_disagreement`` (the same
             figure for the PCA-reduced :meth:`behaviour` features that
             :class:`DynamoCluster` clusters: whether the refits agree on how the models
             differ, whatever the coordinates) and ``output_r2`` (list of each refit's
@@ -882,6 +885,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         embeddings = [f.embeddings_ for f in fits]
         behaviours = [reduce_behaviour(f.behaviour())[0] for f in fits]
         return Bunch(disagreement=embedding_disagreement(embeddings), embeddings=embeddings,
+                     model_disagreement=model_disagreement(embeddings),
                      behaviour_disagreement=embedding_disagreement(behaviours),
                      output_r2=[float(f.emulation_scores_.output_r2.mean()) for f in fits])
 

@@ -8,7 +8,9 @@ import itertools
 import numpy as np
 from scipy.linalg import orthogonal_procrustes
 
-__all__ = ["embedding_disagreement"]
+from ._docstrings import share_parameters
+
+__all__ = ["embedding_disagreement", "model_disagreement"]
 
 
 def _check_embeddings(embeddings):
@@ -35,10 +37,10 @@ def _mean_pairwise_distance(Z):
     return d.sum() / (n * (n - 1))
 
 
-def _aligned_disagreement(reference, other):
-    """RMS distance between ``reference`` and ``other`` after the best similarity transform
-    of ``other`` (translation, rotation or reflection, uniform scale), divided by the mean
-    distance between the reference's points."""
+def _aligned_residuals(reference, other):
+    """Distance of each point of ``other`` from its match in ``reference`` after the best
+    similarity transform of ``other`` (translation, rotation or reflection, uniform
+    scale), divided by the mean distance between the reference's points: shape (n,)."""
     ref_c = reference - reference.mean(0)
     oth_c = other - other.mean(0)
     scale_ref = _mean_pairwise_distance(reference)
@@ -51,8 +53,12 @@ def _aligned_disagreement(reference, other):
     else:
         R, s = orthogonal_procrustes(oth_c, ref_c)
         aligned = oth_c @ R * (s / norm)  # least-squares scale given the rotation
-    rms = np.sqrt(((aligned - ref_c) ** 2).sum(1).mean())
-    return float(rms / scale_ref)
+    return np.sqrt(((aligned - ref_c) ** 2).sum(1)) / scale_ref
+
+
+def _aligned_disagreement(reference, other):
+    """RMS of :func:`_aligned_residuals`: one figure for the pair of embeddings."""
+    return float(np.sqrt(np.mean(_aligned_residuals(reference, other) ** 2)))
 
 
 def embedding_disagreement(embeddings: Sequence[np.ndarray]) -> float:
@@ -87,3 +93,43 @@ def embedding_disagreement(embeddings: Sequence[np.ndarray]) -> float:
     arrays = _check_embeddings(embeddings)
     pairs = itertools.permutations(range(len(arrays)), 2)
     return float(np.mean([_aligned_disagreement(arrays[i], arrays[j]) for i, j in pairs]))
+
+
+def model_disagreement(embeddings: Sequence[np.ndarray]) -> np.ndarray:
+    """How far each model moves between refits, once the refits are aligned.
+
+    The per-model part of :func:`embedding_disagreement`: for every ordered pair of refits
+    ``(a, b)``, ``b`` is aligned to ``a`` by the same similarity transform, and each
+    model's distance from its position in ``a`` is divided by the mean distance between
+    distinct models of ``a``; the result is each model's root mean square over the pairs.
+    It says *where* a map is not reproducible: a few models with large values are points
+    whose position should not be read, while the rest of the map may hold. The root mean
+    square over models is close to :func:`embedding_disagreement` (never below it, by
+    Jensen's inequality; equal when every pair of refits disagrees by the same amount).
+
+    Parameters
+    ----------
+    {embeddings}
+
+    Returns
+    -------
+    disagreement : ndarray of shape (n_models,)
+        0 for a model that every refit puts at the same place relative to the others.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skdynamo import model_disagreement
+    >>> Z = np.random.default_rng(0).normal(size=(10, 2))
+    >>> moved = Z.copy()
+    >>> moved[3] += 2.0  # one model lands elsewhere in the second refit
+    >>> int(np.argmax(model_disagreement([Z, moved])))
+    3
+    """
+    arrays = _check_embeddings(embeddings)
+    pairs = itertools.permutations(range(len(arrays)), 2)
+    sq = np.mean([_aligned_residuals(arrays[i], arrays[j]) ** 2 for i, j in pairs], axis=0)
+    return np.sqrt(sq)
+
+
+share_parameters(model_disagreement, embedding_disagreement)

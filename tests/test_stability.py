@@ -1,9 +1,10 @@
-"""embedding_disagreement: Procrustes-aligned disagreement between refits."""
+"""embedding_disagreement and model_disagreement: Procrustes-aligned disagreement between
+refits, for the whole map and per model."""
 
 import numpy as np
 import pytest
 
-from skdynamo._stability import embedding_disagreement
+from skdynamo._stability import embedding_disagreement, model_disagreement
 
 
 def _rotation(angle):
@@ -46,3 +47,39 @@ def test_relative_to_the_spread_of_the_reference():
 def test_bad_input(bad, match):
     with pytest.raises(ValueError, match=match):
         embedding_disagreement(bad)
+
+
+def test_model_disagreement_is_zero_under_similarity_transforms():
+    Z = np.random.default_rng(3).normal(size=(9, 2))
+    per = model_disagreement([Z, 4.0 * Z @ _rotation(0.7) - 2.0, Z * np.array([-1.0, 1.0])])
+    assert per.shape == (9,) and np.all(per < 1e-10)
+
+
+def test_model_disagreement_points_at_the_model_that_moves():
+    rng = np.random.default_rng(4)
+    Z = rng.normal(size=(25, 2))
+    moved = Z @ _rotation(-0.4) + 0.01 * rng.normal(size=Z.shape)
+    moved[7] += 3.0 * _rotation(-0.4)[0]  # one model lands elsewhere in the second refit
+    per = model_disagreement([Z, moved])
+    assert int(np.argmax(per)) == 7
+    assert per[7] > 10 * np.median(per)
+
+
+def test_model_disagreement_adds_up_to_the_map_figure():
+    rng = np.random.default_rng(5)
+    Z = rng.normal(size=(15, 3))
+    refits = [Z + s * rng.normal(size=Z.shape) for s in (0.05, 0.1, 0.2)]
+    per, whole = model_disagreement(refits), embedding_disagreement(refits)
+    rms = np.sqrt(np.mean(per ** 2))
+    assert whole <= rms + 1e-12 and rms < 1.2 * whole
+    # two refits: one pair each way; the root mean square over models is the map figure
+    # when both directions disagree alike (the same spread on both sides)
+    Z2 = Z[:, :2]
+    two = [Z2, Z2 @ _rotation(0.2) + 0.05 * rng.normal(size=Z2.shape)]
+    assert np.sqrt(np.mean(model_disagreement(two) ** 2)) == pytest.approx(
+        embedding_disagreement(two), rel=0.05)
+
+
+def test_model_disagreement_bad_input():
+    with pytest.raises(ValueError, match="at least two"):
+        model_disagreement([np.zeros((4, 2))])

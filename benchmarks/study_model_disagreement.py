@@ -2,6 +2,8 @@
 
     PYTHONPATH=. python benchmarks/study_model_disagreement.py
     PYTHONPATH=. python benchmarks/study_model_disagreement.py --only default --top 5
+    PYTHONPATH=. python benchmarks/study_model_disagreement.py --only default --only cognitive \
+        --plot docs/_static/model_disagreement.png
 
 Reads the fitted maps that ``bench_fidelity.py`` stored in ``results/fidelity.json`` (the
 defaults at ``random_state`` 0, 1, 2; no fit is run) and, for each population, prints
@@ -12,7 +14,9 @@ their group label and task score (R^2, accuracy or task MSE, as the population's
 ``score_name`` says), the map's disagreement without them, and the Spearman correlation
 between a member's disagreement and how well it does its task (signed so that a
 positive value means worse-trained members move more). The populations are loaded as
-``bench_fidelity.py`` loads them (trained and cached on first use).
+``bench_fidelity.py`` loads them (trained and cached on first use). ``--plot PATH``
+draws each population's seed-0 map coloured by ``model_disagreement``
+(:func:`skdynamo.plotting.plot_embedding`, marker by group).
 """
 
 import argparse
@@ -39,7 +43,10 @@ def main(argv=None):
     ap.add_argument("--only", action="append", choices=B.POPULATIONS,
                     help="population of bench_fidelity.py (repeatable; default: all)")
     ap.add_argument("--top", type=int, default=3, help="members listed per population")
+    ap.add_argument("--plot", help="PNG of each population's seed-0 map, coloured by "
+                                   "model_disagreement")
     args = ap.parse_args(argv)
+    panels = []
     stored = json.loads(RESULTS.read_text())["populations"]
     warnings.filterwarnings("ignore", category=UserWarning)
     for name in args.only or B.POPULATIONS:
@@ -66,12 +73,31 @@ def main(argv=None):
             rest = np.setdiff1d(np.arange(len(per)), order)
             print(f"    without these {len(order)}: map disagreement "
                   f"{embedding_disagreement([m[rest] for m in maps]):.3f}")
+            panels.append((group, maps[0], per, labels))
             for i in order:
                 worse = (int(np.sum(scores < scores[i])) if sign < 0
                          else int(np.sum(scores > scores[i])))
                 print(f"    member {i:3d}  {per[i]:.3f}  {labels[i]!s:<26} "
                       f"{g['score_name']} {scores[i]:.4f} ({worse} of {len(scores)} "
                       f"members do worse)")
+
+    if args.plot and panels:
+        plot(panels, args.plot)
+
+
+def plot(panels, path):
+    """One panel per population: its first stored map, coloured by model_disagreement."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from skdynamo.plotting import plot_embedding
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    for ax, (group, Z, per, labels) in zip(axes[0], panels):
+        plot_embedding(Z, color_by=per, marker_by=np.asarray(labels, dtype=str), ax=ax,
+                       title=f"{group}: colour = model_disagreement (3 refits)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

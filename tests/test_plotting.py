@@ -292,6 +292,14 @@ def test_plot_embedding_names_columns_and_shares_colours():
     ax = plot_embedding(z, color_by="score", data=data)            # continuous: a colour bar
     assert len(ax.figure.axes) == 2 and ax.get_legend() is None
     plt.close(ax.figure)
+    # continuous colour with markers: the legend names the markers in a neutral grey
+    ax = plot_embedding(z, color_by="score", marker_by="task", data=data)
+    legend = ax.get_legend()
+    assert {t.get_text() for t in legend.get_texts()} == set(data["task"])
+    assert {matplotlib.colors.to_hex(h.get_facecolor()[0])
+            for h in legend.legend_handles} == {matplotlib.colors.to_hex("0.7")}
+    assert all(h.get_array() is None for h in legend.legend_handles)  # drawn grey, too
+    plt.close(ax.figure)
     with pytest.raises(ValueError, match=r"color_by='cell' is not a column"):
         plot_embedding(z, color_by="cell", data=data)
     with pytest.raises(ValueError, match=r"marker_by has 3 entries for 30 models"):

@@ -247,7 +247,11 @@ def plot_embedding(embeddings: np.ndarray, *, color_by: str | Sequence | None = 
     ax.set_ylabel(f"embedding dim {dims[1] + 1}")
     ax.set_title(title)
     if 0 < n_entries <= _MAX_LEGEND_CATEGORIES * 2:
-        ax.legend(fontsize=7, loc="best", ncol=1 + (n_entries > 9))
+        legend = ax.legend(fontsize=7, loc="best", ncol=1 + (n_entries > 9))
+        if continuous:  # the legend names markers only: the colour bar gives the values
+            for handle in legend.legend_handles:
+                handle.set_array(None)  # else drawing maps the values through the cmap
+                handle.set_facecolor("0.7")
     return ax
 
 

@@ -295,8 +295,12 @@ class Converged(EarlyStopping):
         self.factor, self.floor = factor, floor
 
     def _calc_new_threshold(self, score):
-        # An improvement must exceed both the relative threshold and ``floor``.
-        return min(super()._calc_new_threshold(score), score - self.floor)
+        # An improvement must exceed both the relative threshold and ``floor``, in the
+        # direction the monitored score improves.
+        new = super()._calc_new_threshold(score)
+        if self.lower_is_better:
+            return min(new, score - self.floor)
+        return max(new, score + self.floor)
 
     def on_train_begin(self, net, **kwargs):
         super().on_train_begin(net, **kwargs)

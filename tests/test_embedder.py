@@ -602,6 +602,12 @@ def test_convergence_floor_ends_fits_already_close():
     # exceeds the floor.
     assert _scripted_stop(tiny, patience=3)[0] is None
     assert _scripted_stop([0.9 ** k for k in range(30)], patience=3, floor=1e-5)[0] is None
+    # The floor applies in the direction the score improves.
+    from skdynamo._net import Converged
+    up = Converged(monitor="valid_acc", lower_is_better=False, threshold=1e-2, floor=0.05)
+    assert up._calc_new_threshold(0.5) == pytest.approx(0.55)
+    down = Converged(monitor="valid_loss", threshold=1e-2, floor=0.05)
+    assert down._calc_new_threshold(0.5) == pytest.approx(0.45)
     # The defaults use the floor.
     from skdynamo._embedder import _MIN_IMPROVEMENT
     cbs = dict(DynamoEmbedder()._callbacks(10))

@@ -266,6 +266,9 @@ def fidelity_variants(data, old, path):
         params = p.get("as_now") or p.get("params", {})
         label = ", ".join(f"`{k}={v!r}`" for k, v in params.items()) + (
             "†" if "as_now" in p else "")
+        seeds = [r["random_state"] for r in p["runs"]]
+        if seeds != [0, 1, 2]:
+            label += f" (seeds {', '.join(map(str, seeds))})"
         same = [(lab, b[name]) for lab, b in bases
                 if name in b and machine(b[name]) == machine(p)]
         if same:

@@ -214,6 +214,14 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         members that differ by a removed head apart at every seed, where 0 failed at one
         of three, at 0.004-0.008 lower output R^2 on classifier agents and about a quarter
         more time per epoch.
+    member_balance : float, default=0.0
+        How much more the members the meta-model emulates worst weigh in training: each
+        member's output and hidden terms are weighted by ``(e_n / mean e) ** gamma``
+        (``gamma = member_balance``, ``e_n`` a running mean of that member's term over
+        the training steps, the ratio capped at 10), so that training works on the
+        members furthest from their targets. 0: every member weighs the same (the
+        original DYNAMO objective). The held-out loss, which decides convergence, is
+        never weighted.
     output_loss : {'auto', 'mse', 'kl'}, default='auto'
         ``'kl'`` compares softmax outputs (classifiers), ``'mse'`` raw outputs normalised
         by each model's output variance. ``'auto'``: ``'kl'`` for image classifiers
@@ -412,6 +420,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "hidden_weight": [Interval(Real, 0, None, closed="left")],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
         "reverse_weight": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
+        "member_balance": [Interval(Real, 0, None, closed="left")],
         "output_loss": [StrOptions({"auto", "mse", "kl"})],
         "meta_model": [StrOptions({"auto", *FAMILIES})],
         "layers": [str, type, list, tuple],
@@ -436,8 +445,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def __init__(self, n_components=2, *, probe_inputs=None, probe_augmentation=0,
                  recorder="auto", hidden_size=64, cell="lstm", conditioning="concat",
                  n_pcs=10, hidden_weight=1.0, embedding_l2=1e-3, reverse_weight="auto",
-                 output_loss="auto", meta_model="auto", layers="auto", spatial="pool",
-                 max_epochs=300, lr=1e-2, batch_size=256,
+                 member_balance=0.0, output_loss="auto", meta_model="auto", layers="auto",
+                 spatial="pool", max_epochs=300, lr=1e-2, batch_size=256,
                  validation_fraction=0.2, patience=10, tol=1e-2, n_starts=1, transform_max_iter=3,
                  callbacks=None, precision="auto", device="cpu", accelerator=None, n_jobs=None,
                  random_state=None, verbose=0):
@@ -452,6 +461,7 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.hidden_weight = hidden_weight
         self.embedding_l2 = embedding_l2
         self.reverse_weight = reverse_weight
+        self.member_balance = member_balance
         self.output_loss = output_loss
         self.meta_model = meta_model
         self.layers = layers
@@ -560,7 +570,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                           hidden_weight=self.hidden_weight, embedding_l2=self.embedding_l2,
                           last_only=family.last_only(out_shape),
                           output_scale=scales.astype(np.float32),
-                          reverse_weight=reverse_weight)
+                          reverse_weight=reverse_weight,
+                          member_balance=self.member_balance, n_models=len(models))
         behaviour = loss.output.behaviour(outputs)
         behaviour_scales = floor_output_scales(
             [output_variance(o, train_idx) for o in behaviour])[0]

@@ -70,6 +70,12 @@ def reverse_loss(g, h, models, ridge=1e-3):
     return resid.clamp_min(0.0).sum() / (n.sum() * width)
 
 
+BALANCE_DECAY = 0.9
+"""Weight of a member's previous running error when a training step folds in its pairs."""
+BALANCE_CAP = 10.0
+"""Largest ratio of a member's running error to the mean that ``member_balance`` weighs."""
+
+
 class OutputLoss:
     """How emulated outputs are compared with a model's: one subclass per ``output_loss``.
 
@@ -170,11 +176,23 @@ class DynamoLoss(nn.Module):
     reverse_weight : float, default=0.0
         Weight of :func:`reverse_loss` in :meth:`forward` (the module then returns the
         meta-model's states as a third output).
+    member_balance : float, default=0.0
+        Exponent ``gamma`` of the members' weights in training steps (:meth:`forward` with
+        ``training=True``): each member's output and hidden terms are weighted by
+        ``(e_n / mean_m e_m) ** gamma``, ``e_n`` a running mean of that member's term
+        (:attr:`member_errors`), capped at :data:`BALANCE_CAP` and normalised to mean 1
+        over the step's pairs. 0: every member weighs the same. Needs ``n_models``.
+    n_models : int, default=None
+        Members of the population (the rows of :attr:`member_errors`).
     """
 
     def __init__(self, output="mse", *, hidden_weight=1.0, embedding_l2=1e-3, last_only=False,
-                 output_scale=None, reverse_weight=0.0):
+                 output_scale=None, reverse_weight=0.0, member_balance=0.0, n_models=None):
         super().__init__()
+        self.member_balance = float(member_balance)
+        # Running mean of each member's output and hidden term in training steps.
+        self.register_buffer("member_errors", torch.ones(
+            n_models if member_balance else 0, 2))
         self.output = OUTPUT_LOSSES[output]() if isinstance(output, str) else output
         self.hidden_weight, self.embedding_l2 = hidden_weight, embedding_l2
         self.reverse_weight = reverse_weight
@@ -201,18 +219,42 @@ class DynamoLoss(nn.Module):
         """``lambda * |theta|^2`` per embedding (``theta`` (..., d) -> (...))."""
         return self.embedding_l2 * (theta ** 2).sum(-1)
 
-    def forward(self, y_pred, y_true, models=None):
+    def fold_errors(self, out, hid, models):
+        """Fold a training step's per-row terms ``out``, ``hid`` (R,) of members ``models``
+        (R,) into :attr:`member_errors` (running means, ``member_balance``)."""
+        terms = torch.stack([out.detach(), hid.detach()], 1).float()
+        ids, inverse = torch.unique(models, return_inverse=True)
+        sums = torch.zeros(len(ids), 2, device=terms.device).index_add_(0, inverse, terms)
+        counts = torch.bincount(inverse, minlength=len(ids)).to(terms.dtype)[:, None]
+        errors = self.member_errors
+        errors[ids] = BALANCE_DECAY * errors[ids] + (1 - BALANCE_DECAY) * sums / counts
+
+    def member_weights(self, models):
+        """Per-row weights ``(w_out, w_hid)`` of a training step's rows of members
+        ``models`` (``member_balance``), each with mean 1 over the rows."""
+        relative = self.member_errors[models] / self.member_errors.mean(0).clamp_min(1e-12)
+        w = relative.clamp(max=BALANCE_CAP) ** self.member_balance
+        w = w / w.mean(0)
+        return w[:, 0], w[:, 1]
+
+    def forward(self, y_pred, y_true, models=None, training=False):
         """Mean data loss of a batch, models first: ``y_hat`` (M, B, ...) against ``y``.
 
         ``models`` (M,) says whose output scale normalises each row (a
         :class:`~skdynamo._net.PairDataset` batch: one row per (model, probe) pair, B = 1);
-        without it the rows are all the models, in order.
+        without it the rows are all the models, in order. ``training``: a training step
+        (members weighted by ``member_balance``).
         """
         y_hat, h_hat, *states = y_pred
         y, h = y_true
         scale = self.output_scale if models is None else self.output_scale[models]
-        out = self.output(self.emulated_outputs(y_hat), y, scale).mean()
-        loss = out + self.hidden_weight * hidden_loss(h_hat, h).mean()
+        out = self.output(self.emulated_outputs(y_hat), y, scale)
+        hid = hidden_loss(h_hat, h)
+        if training and self.member_balance and models is not None:
+            self.fold_errors(out, hid, models)
+            w_out, w_hid = self.member_weights(models)
+            out, hid = out * w_out, hid * w_hid
+        loss = out.mean() + self.hidden_weight * hid.mean()
         if self.reverse_weight and states:
             # Rows are (model, probe) pairs, one probe each: (R, 1, T, .) -> (R, T, .).
             loss = loss + self.reverse_weight * reverse_loss(

@@ -232,7 +232,8 @@ class DynamoNet(NeuralNet):
         # The batch's pairs: the data term is per pair, the penalty on the embeddings of
         # the pairs' models (every model of a step weighs as many pairs as it has).
         models = to_tensor(X["models"], device=self.device)
-        loss = self.criterion_(y_pred, to_tensor(y_true, device=self.device), models)
+        loss = self.criterion_(y_pred, to_tensor(y_true, device=self.device), models,
+                               training=training)
         theta = bare_module(self).embeddings[models]
         loss = loss + self.criterion_.embedding_l2 * (theta ** 2).sum(1).mean()
         return self._checked(loss, len(models), training)

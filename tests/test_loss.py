@@ -126,3 +126,46 @@ def test_reverse_loss_is_the_per_member_least_squares_residual():
         want += float(((design.double() @ coef - target.double()) ** 2).sum())
     got = float(reverse_loss(g_extra, h, models, ridge=0.0))
     np.testing.assert_allclose(got, want / (6 * 7 * 5), rtol=1e-4)
+
+
+def test_member_balance_weighs_the_members_emulated_worst_more_in_training_steps():
+    # 3 members, 2 rows each; member 2's hidden error is 16 times the others'.
+    r, t, k = 6, 4, 2
+    models = torch.tensor([0, 0, 1, 1, 2, 2])
+    y = _t(r, 1, t, 1).float()
+    y_hat = y + 0.1
+    h = torch.zeros(r, 1, t, k)
+    h_hat = torch.full_like(h, 0.1)
+    h_hat[models == 2] = 0.4
+    scale = torch.ones(3)
+    plain = DynamoLoss("mse", output_scale=scale)
+    balanced = DynamoLoss("mse", member_balance=1.0, n_models=3, output_scale=scale)
+    args = ((y_hat, h_hat), (y, h), models)
+    # Held-out passes are never weighted; training steps are, and fold in the errors.
+    assert balanced(*args).item() == pytest.approx(plain(*args).item())
+    assert torch.equal(balanced.member_errors, torch.ones(3, 2))
+    for _ in range(200):
+        trained = balanced(*args, training=True)
+    out, hid = MSEOutput()(y_hat, y, scale[models]), hidden_loss(h_hat, h)
+    np.testing.assert_allclose(balanced.member_errors.numpy(),
+                               torch.stack([out, hid], 1)[::2].numpy(), rtol=1e-4)
+    # Weights proportional to the members' errors (gamma = 1), mean 1 over the rows:
+    # the outputs' equal, the hidden term's 16 times as much for member 2.
+    w_hid = torch.tensor([1.0, 1, 1, 1, 16, 16]) / 6
+    assert trained.item() == pytest.approx((out.mean() + (w_hid * hid).mean()).item(),
+                                           rel=1e-3)
+    assert trained.item() > plain(*args).item()
+    # gamma = 0 is the unweighted loss.
+    assert DynamoLoss("mse", output_scale=scale)(*args, training=True).item() == \
+        pytest.approx(plain(*args).item())
+
+
+def test_a_balanced_fit_weighs_its_members_by_their_running_errors(tiny_models, tiny_probes):
+    from conftest import tiny_embedder
+    est = tiny_embedder(tiny_probes, member_balance=1.0, max_epochs=2).fit(tiny_models)
+    errors = est.loss_.member_errors
+    assert errors.shape == (3, 2) and not torch.equal(errors, torch.ones(3, 2))
+    assert torch.all(errors > 0)
+    plain = tiny_embedder(tiny_probes, max_epochs=2).fit(tiny_models)
+    assert plain.loss_.member_errors.numel() == 0
+    assert not np.allclose(est.embeddings_, plain.embeddings_)

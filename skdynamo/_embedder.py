@@ -221,7 +221,11 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         the training steps, the ratio capped at 10), so that training works on the
         members furthest from their targets. 0: every member weighs the same (the
         original DYNAMO objective). The held-out loss, which decides convergence, is
-        never weighted.
+        never weighted. Measured on the fidelity page ("Weighing the members emulated
+        worst"): 1.0 held every member of the 27-member benchmark population at held-out
+        output R^2 0.990 or more and hidden R^2 0.988 or more at five seeds, where the
+        defaults miss one member's hidden states at four, at about 1.5 times the fit
+        time; no gain on classifier agents or CNNs, whose clusters it made less reliable.
     output_loss : {'auto', 'mse', 'kl'}, default='auto'
         ``'kl'`` compares softmax outputs (classifiers), ``'mse'`` raw outputs normalised
         by each model's output variance. ``'auto'``: ``'kl'`` for image classifiers

@@ -58,6 +58,39 @@ def _as_tensor(a, device):
     return torch.as_tensor(a, dtype=torch.float32, device=device)
 
 
+#: A member whose held-out output or hidden R^2 is below ``_LAGGING_R2`` while the
+#: population's median of the same score is at least ``_LAGGING_MEDIAN`` is reported
+#: after a fit (:func:`_lagging_message`): the meta-model works for the others, not for it.
+_LAGGING_R2, _LAGGING_MEDIAN = 0.9, 0.97
+
+
+def _lagging_message(scores, member_balance):
+    """The warning for members emulated far worse than the rest, or None.
+
+    ``scores`` maps a score's name to its per-member values (``emulation_scores_``)."""
+    parts, idx = [], set()
+    for name in ("output_r2", "hidden_r2"):
+        values = np.asarray(scores[name])
+        median = float(np.median(values))
+        low = np.flatnonzero(values < _LAGGING_R2)
+        if median < _LAGGING_MEDIAN or not len(low):
+            continue
+        idx.update(low.tolist())
+        listed = ", ".join(f"{i}: {values[i]:.3f}" for i in low[:5])
+        parts.append(f"{name.replace('_r2', '')} R^2 {listed}{' ...' if len(low) > 5 else ''}"
+                     f" (median {median:.3f})")
+    if not parts:
+        return None
+    advice = ("Try member_balance=1.0, which weighs the members emulated worst more in "
+              "training (the fidelity page, 'Weighing the members emulated worst')"
+              if not member_balance else
+              "A larger hidden_size, or probe inputs that drive those models' hidden "
+              "dynamics, may help")
+    return (f"The meta-model emulates model(s) {sorted(idx)} far worse than the rest of the "
+            f"population (held-out {'; '.join(parts)}): their embeddings, model_at and "
+            f"averages that include them are less faithful. {advice}.")
+
+
 def _scores(out_r2, hid_r2, agreement):
     scores = Bunch(output_r2=out_r2, hidden_r2=hid_r2)
     if agreement is not None:
@@ -650,6 +683,10 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 f"{stop.best_epoch_}; held-out output R^2 median {np.median(out_r2):.4f}, "
                 f"min {np.min(out_r2):.4f}). Raise max_epochs for a closer emulation.",
                 ConvergenceWarning, stacklevel=2)
+        lagging = _lagging_message(dict(output_r2=out_r2, hidden_r2=hid_r2),
+                                   self.member_balance)
+        if lagging:
+            warnings.warn(lagging, UserWarning, stacklevel=2)
 
         # Everything above used locals: a failure leaves a previous fit untouched.
         self._device = device

@@ -784,3 +784,19 @@ def test_reverse_weight_is_off_for_cnns_and_refused_when_asked():
         warnings.simplefilter("ignore", ConvergenceWarning)
         emb = tiny_embedder(images).fit(cnns)
     assert emb.loss_.reverse_weight == 0.0 and np.all(np.isfinite(emb.embeddings_))
+
+
+def test_members_emulated_far_worse_than_the_rest_are_named():
+    from skdynamo._embedder import _lagging_message
+    good = np.full(10, 0.99)
+    assert _lagging_message(dict(output_r2=good, hidden_r2=good), 0.0) is None
+    hidden = good.copy()
+    hidden[[3, 7]] = [0.54, 0.85]
+    msg = _lagging_message(dict(output_r2=good, hidden_r2=hidden), 0.0)
+    assert "model(s) [3, 7]" in msg and "hidden R^2 3: 0.540, 7: 0.850" in msg
+    assert "median 0.990" in msg and "member_balance=1.0" in msg
+    # Already balanced: other advice. A population emulated badly overall is not a
+    # few members lagging (the ConvergenceWarning and the scores speak for it).
+    assert "hidden_size" in _lagging_message(dict(output_r2=good, hidden_r2=hidden), 1.0)
+    poor = np.linspace(0.5, 0.97, 10)
+    assert _lagging_message(dict(output_r2=poor, hidden_r2=poor), 0.0) is None

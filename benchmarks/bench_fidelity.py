@@ -74,7 +74,8 @@ avg ratio : (averaging) task MSE on 512 fresh task sequences of the meta-model a
 stability map / beh : ``skdynamo.embedding_disagreement`` over the refits at the seeds
     run: RMS distance between Procrustes-aligned embeddings (rotation/reflection, scale,
     shift) / mean distance between members, mean over pairs; the same for the behaviour
-    features above. Target: <= 0.1.
+    features above. Target: <= 0.1. The results also store ``stability_pairs``, the
+    lowest and highest figure of one ordered pair of refits (its spread).
 loss vs time : for ``default`` at the first seed, the cumulative epoch time and the
     validation loss per epoch (``emb.history_``), printed every few epochs and stored in
     full.
@@ -97,6 +98,7 @@ from skdynamo import DynamoAverager, DynamoEmbedder
 from skdynamo._embedder import reduce_behaviour
 from skdynamo._guards import check_device, resolve_precision
 from skdynamo import embedding_disagreement
+from skdynamo._stability import pair_disagreements
 from skdynamo.baselines import LinearCKAEmbedding, OutputSpaceEmbedding, average_weights
 from _provenance import parse_setting, provenance  # noqa: E402  (benchmarks/, the script's directory)
 from skdynamo.datasets import (load_digits_images, make_cnn_population,
@@ -288,6 +290,10 @@ def run_group(name, group, seeds, curve, maps=None, **params):
         maps["behaviours"] += behaviours
     many = len(embeddings) > 1
     entry["stability"] = embedding_disagreement(embeddings) if many else None
+    # The pairs' spread: how far one pair of refits can be from the figure.
+    pairs = pair_disagreements(embeddings) if many else None
+    entry["stability_pairs"] = (None if pairs is None else
+                                [float(np.nanmin(pairs)), float(np.nanmax(pairs))])
     entry["stability_behaviour"] = embedding_disagreement(behaviours) if many else None
     return entry
 

@@ -90,9 +90,18 @@ def embedding_disagreement(embeddings: Sequence[np.ndarray]) -> float:
     >>> round(embedding_disagreement([Z, 3 * Z @ rot + 1]), 6)
     0.0
     """
+    return float(np.nanmean(pair_disagreements(embeddings)))
+
+
+def pair_disagreements(embeddings):
+    """:func:`embedding_disagreement` of each ordered pair of refits: an (R, R) array
+    whose entry ``(i, j)`` compares refit ``j`` aligned to refit ``i`` (NaN diagonal).
+    Their spread says how far one pair of refits can be from the mean."""
     arrays = _check_embeddings(embeddings)
-    pairs = itertools.permutations(range(len(arrays)), 2)
-    return float(np.mean([_aligned_disagreement(arrays[i], arrays[j]) for i, j in pairs]))
+    out = np.full((len(arrays), len(arrays)), np.nan)
+    for i, j in itertools.permutations(range(len(arrays)), 2):
+        out[i, j] = _aligned_disagreement(arrays[i], arrays[j])
+    return out
 
 
 def model_disagreement(embeddings: Sequence[np.ndarray]) -> np.ndarray:

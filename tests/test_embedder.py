@@ -638,6 +638,9 @@ def test_stability_refits_and_leaves_the_estimator_alone(tiny_models, tiny_probe
     assert np.isfinite(res.disagreement) and res.disagreement > 0
     assert res.disagreement == again.disagreement  # seeded: reproducible
     assert res.model_disagreement.shape == (3,) and np.all(res.model_disagreement >= 0)
+    pairs = res.pair_disagreement
+    assert pairs.shape == (2, 2) and np.isnan(np.diag(pairs)).all()
+    assert np.nanmean(pairs) == pytest.approx(res.disagreement)
     assert np.sqrt(np.mean(res.model_disagreement ** 2)) >= res.disagreement - 1e-12
     assert np.isfinite(res.behaviour_disagreement) and res.behaviour_disagreement >= 0
     assert res.behaviour_disagreement == again.behaviour_disagreement

@@ -83,3 +83,17 @@ def test_model_disagreement_adds_up_to_the_map_figure():
 def test_model_disagreement_bad_input():
     with pytest.raises(ValueError, match="at least two"):
         model_disagreement([np.zeros((4, 2))])
+
+
+def test_pair_disagreements_are_the_ordered_pairs_whose_mean_is_the_figure():
+    from skdynamo._stability import pair_disagreements
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(12, 2))
+    maps = [Z, 2 * Z + 1, Z + 0.3 * rng.normal(size=Z.shape)]
+    pairs = pair_disagreements(maps)
+    assert pairs.shape == (3, 3) and np.isnan(np.diag(pairs)).all()
+    assert pairs[0, 1] == pytest.approx(0.0, abs=1e-9)  # a similarity transform
+    assert pairs[0, 2] > 0.05 and pairs[1, 2] == pytest.approx(pairs[0, 2], rel=1e-6)
+    assert np.nanmean(pairs) == pytest.approx(embedding_disagreement(maps))
+    assert pairs[0, 2] == pytest.approx(embedding_disagreement([maps[0], maps[2]]) * 2
+                                        - pairs[2, 0])

@@ -387,6 +387,8 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``output_r2`` and ``hidden_r2``, arrays of shape (n_models,), measured on the
         held-out probes; with ``output_loss='kl'`` the output R^2 compares softmax
         probabilities and ``agreement`` (argmax agreement with each model) is added.
+        When a model's output or hidden R^2 is below 0.9 where the population's median
+        is 0.97 or more, ``fit`` names it in a ``UserWarning``.
     probe_inputs_ : ndarray
         The probe inputs used (drawn when ``probe_inputs=None``).
     n_models_ : int

@@ -1,11 +1,11 @@
-"""Study: the defaults beside ``member_balance=1.0``, pooled over every stored seed.
+"""Study: the defaults beside ``member_balance``, pooled over every stored seed.
 
     PYTHONPATH=. python benchmarks/study_member_balance.py
 
 Reads the fits that ``bench_fidelity.py`` stored (no fit is run): the defaults' runs in
 ``results/fidelity.json`` and the ``--set member_balance=0.0`` runs (the defaults at
 more seeds) in ``results/fidelity_variants.json``, pooled when they ran on the same
-machine, beside the ``--set member_balance=1.0`` runs. For each population it prints,
+machine, beside the ``--set member_balance=G`` runs (G > 0). For each population it prints,
 over all the pooled seeds: held-out output R² (mean of the per-seed means; the lowest
 per-seed minimum), hidden R² (the same), epochs and fit seconds (range), k-means ARI
 on the map and on ``DynamoCluster``'s features (mean over seeds, and the per-seed
@@ -84,17 +84,20 @@ def main(argv=None):
     ap.parse_args(argv)
     defaults = json.loads((RESULTS / "fidelity.json").read_text())["populations"]
     variants = json.loads((RESULTS / "fidelity_variants.json").read_text())["populations"]
+    balanced = {}  # population -> [(gamma, entry)], in the file's order
     for key, entry in variants.items():
         name, _, params = key.partition(" [")
-        if params != "member_balance=1.0]":
-            continue
-        machine = entry["run"]["machine"]
+        if params.startswith("member_balance=") and params != "member_balance=0.0]":
+            balanced.setdefault(name, []).append((params[:-1], entry))
+    for name, entries in balanced.items():
+        machine = entries[0][1]["run"]["machine"]
         base = [e for e in (defaults.get(name), variants.get(f"{name} [member_balance=0.0]"))
                 if e is not None and e["run"]["machine"] == machine]
         print(f"{name} ({machine})")
         if base:
             print(line("defaults", summary(pooled(base))))
-        print(line("member_balance=1.0", summary(pooled([entry]))))
+        for label, entry in sorted(entries, key=lambda e: e[0]):
+            print(line(label, summary(pooled([entry]))))
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ def _lagging_message(scores, member_balance):
                      f" (median {median:.3f})")
     if not parts:
         return None
-    advice = ("Try member_balance=1.0, which weighs the members emulated worst more in "
-              "training (the fidelity page, 'Weighing the members emulated worst')"
+    advice = ("Try member_balance=0.5 (or 1.0), which weighs the members emulated worst "
+              "more in training (the fidelity page, 'Weighing the members emulated worst')"
               if not member_balance else
               "A larger hidden_size, or probe inputs that drive those models' hidden "
               "dynamics, may help")
@@ -255,10 +255,11 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         members furthest from their targets. 0: every member weighs the same (the
         original DYNAMO objective). The held-out loss, which decides convergence, is
         never weighted. Measured on the fidelity page ("Weighing the members emulated
-        worst"): 1.0 held every member of the 27-member benchmark population at held-out
-        output R^2 0.990 or more and hidden R^2 0.988 or more at five seeds, where the
-        defaults miss one member's hidden states at four, at about 1.5 times the fit
-        time; no gain on classifier agents or CNNs, whose clusters it made less reliable.
+        worst"): on the 27-member benchmark population, where the defaults miss one
+        member's hidden states at four seeds of five, 0.5 held every member at hidden
+        R^2 0.984 or more at about 1.25 times the fit time, and 1.0 at 0.988 or more with
+        every output R^2 at 0.990 or more, at about 1.5 times; neither helped classifier
+        agents or CNNs, and 1.0 made the agents' clusters less reliable.
     output_loss : {'auto', 'mse', 'kl'}, default='auto'
         ``'kl'`` compares softmax outputs (classifiers), ``'mse'`` raw outputs normalised
         by each model's output variance. ``'auto'``: ``'kl'`` for image classifiers

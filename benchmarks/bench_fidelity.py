@@ -289,9 +289,9 @@ def run_group(name, group, seeds, curve, maps=None, **params):
         maps["embeddings"] += embeddings
         maps["behaviours"] += behaviours
     many = len(embeddings) > 1
-    entry["stability"] = embedding_disagreement(embeddings) if many else None
-    # The pairs' spread: how far one pair of refits can be from the figure.
+    # The figure and its pairs' spread (how far one pair of refits can be from it).
     pairs = pair_disagreements(embeddings) if many else None
+    entry["stability"] = None if pairs is None else float(np.nanmean(pairs))
     entry["stability_pairs"] = (None if pairs is None else
                                 [float(np.nanmin(pairs)), float(np.nanmax(pairs))])
     entry["stability_behaviour"] = embedding_disagreement(behaviours) if many else None

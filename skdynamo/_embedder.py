@@ -24,7 +24,7 @@ from ._net import (AcceleratedDynamoNet, Converged, DynamoNet, EpochProgressBar,
                    PairDataset, PairSampler, StepShards, check_accelerator, keep_batch,
                    held_out_pairs, training_plan)
 from ._recording import Trajectories
-from ._stability import embedding_disagreement, model_disagreement, pair_disagreements
+from ._stability import _models_of, _pairs_of, _residual_table, embedding_disagreement
 from ._targets import (MIN_RELATIVE_OUTPUT_VARIANCE, floor_output_scales, initial_embeddings,
                        output_variance)
 from .families import FAMILIES, resolve_family
@@ -943,10 +943,10 @@ class DynamoEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 for i in range(n_refits)]
         embeddings = [f.embeddings_ for f in fits]
         behaviours = [reduce_behaviour(f.behaviour())[0] for f in fits]
-        pairs = pair_disagreements(embeddings)
+        table = _residual_table(embeddings)  # every pair aligned once
+        pairs = _pairs_of(table)
         return Bunch(disagreement=float(np.nanmean(pairs)), embeddings=embeddings,
-                     pair_disagreement=pairs,
-                     model_disagreement=model_disagreement(embeddings),
+                     pair_disagreement=pairs, model_disagreement=_models_of(table),
                      behaviour_disagreement=embedding_disagreement(behaviours),
                      output_r2=[float(f.emulation_scores_.output_r2.mean()) for f in fits])
 

@@ -56,9 +56,25 @@ def _aligned_residuals(reference, other):
     return np.sqrt(((aligned - ref_c) ** 2).sum(1)) / scale_ref
 
 
-def _aligned_disagreement(reference, other):
-    """RMS of :func:`_aligned_residuals`: one figure for the pair of embeddings."""
-    return float(np.sqrt(np.mean(_aligned_residuals(reference, other) ** 2)))
+def _residual_table(embeddings):
+    """Squared :func:`_aligned_residuals` of every ordered pair of refits, computed once:
+    shape (R, R, n_models), ``(i, j)`` refit ``j`` aligned to refit ``i``, NaN on the
+    diagonal. The map figure, each pair's and each model's are its means."""
+    arrays = _check_embeddings(embeddings)
+    table = np.full((len(arrays), len(arrays), len(arrays[0])), np.nan)
+    for i, j in itertools.permutations(range(len(arrays)), 2):
+        table[i, j] = _aligned_residuals(arrays[i], arrays[j]) ** 2
+    return table
+
+
+def _pairs_of(table):
+    """Each ordered pair's figure (RMS over models) from a :func:`_residual_table`."""
+    return np.sqrt(table.mean(2))
+
+
+def _models_of(table):
+    """Each model's figure (RMS over the ordered pairs) from a :func:`_residual_table`."""
+    return np.sqrt(np.nanmean(table, axis=(0, 1)))
 
 
 def embedding_disagreement(embeddings: Sequence[np.ndarray]) -> float:
@@ -97,11 +113,7 @@ def pair_disagreements(embeddings):
     """:func:`embedding_disagreement` of each ordered pair of refits: an (R, R) array
     whose entry ``(i, j)`` compares refit ``j`` aligned to refit ``i`` (NaN diagonal).
     Their spread says how far one pair of refits can be from the mean."""
-    arrays = _check_embeddings(embeddings)
-    out = np.full((len(arrays), len(arrays)), np.nan)
-    for i, j in itertools.permutations(range(len(arrays)), 2):
-        out[i, j] = _aligned_disagreement(arrays[i], arrays[j])
-    return out
+    return _pairs_of(_residual_table(embeddings))
 
 
 def model_disagreement(embeddings: Sequence[np.ndarray]) -> np.ndarray:
@@ -135,10 +147,7 @@ def model_disagreement(embeddings: Sequence[np.ndarray]) -> np.ndarray:
     >>> int(np.argmax(model_disagreement([Z, moved])))
     3
     """
-    arrays = _check_embeddings(embeddings)
-    pairs = itertools.permutations(range(len(arrays)), 2)
-    sq = np.mean([_aligned_residuals(arrays[i], arrays[j]) ** 2 for i, j in pairs], axis=0)
-    return np.sqrt(sq)
+    return _models_of(_residual_table(embeddings))
 
 
 share_parameters(model_disagreement, embedding_disagreement)
